@@ -1,0 +1,540 @@
+//! The data plane: a replicated last-writer-wins map.
+//!
+//! Every write gets a [`Version`] of (Lamport counter, writer id, writer generation), unique in the
+//! cluster and ordered the same way on every node, so the newest write wins everywhere regardless of the
+//! order copies arrive in. A delete is a write too: it leaves a tombstone that travels like any entry
+//! and is collected `tombstone_grace` after the delete. Tombstones carry their age on the wire, so every
+//! replica collects a tombstone at about the same moment; a replica cut off for longer than the grace
+//! period can bring a deleted value back, so the grace period must outlast the longest partition.
+//!
+//! ```
+//! use tidings::data::{DataConfig, HeaplessData};
+//! use tidings::{ClusterId, DigestKey, Instant, NodeId};
+//!
+//! let key = DigestKey::from_cluster(ClusterId(*b"demo"));
+//! // 64 keys of up to 32 bytes, values of up to 64 bytes, a depth-1 digest tree.
+//! let mut map: HeaplessData<64, 32, 64, { tidings::tree::tree_size(1) }> =
+//!     HeaplessData::new_heapless(DataConfig::default(), NodeId(1), 0, key).unwrap();
+//! let now = Instant::from_millis(0);
+//! map.set(now, b"colour", b"blue").unwrap();
+//! assert_eq!(map.get(b"colour"), Some(&b"blue"[..]));
+//! map.delete(now, b"colour").unwrap();
+//! assert_eq!(map.get(b"colour"), None);
+//! ```
+
+use crate::hash::{DigestKey, EntryDigest};
+use crate::store::{ByteBuf, HeaplessTable, Table};
+use crate::sync::{Encoded, EntryError, Merged, Replica};
+use crate::tree::{BadTreeSize, Tree, TreeBuf};
+use crate::wire::{Encoder, TreeId};
+use crate::{Duration, Instant, NodeId, Version};
+use core::marker::PhantomData;
+use serde::{Deserialize, Serialize};
+
+/// Settings of a [`DataMap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DataConfig {
+    /// Longest key accepted, locally or from peers.
+    pub max_key_len: usize,
+    /// Longest value accepted, locally or from peers.
+    pub max_value_len: usize,
+    /// How long a tombstone is kept after its delete.
+    pub tombstone_grace: Duration,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            max_key_len: 128,
+            max_value_len: 1024,
+            tombstone_grace: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Why a local write was refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum DataError {
+    /// The key is longer than `max_key_len` or the key buffer.
+    KeyTooLong,
+    /// The value is longer than `max_value_len` or the value buffer.
+    ValueTooLong,
+    /// The table is full and the key is new.
+    Full,
+    /// The tree buffer's size is not a valid tree size.
+    BadTree(BadTreeSize),
+}
+
+/// Counters of a [`DataMap`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DataStats {
+    /// Local writes and deletes.
+    pub local_writes: u64,
+    /// Entries from peers that were newer and applied.
+    pub applied: u64,
+    /// Entries from peers that were not newer.
+    pub stale: u64,
+    /// New entries refused because the table was full.
+    pub full: u64,
+    /// Tombstones collected.
+    pub collected: u64,
+}
+
+/// One stored entry: a live value or a tombstone.
+pub struct Record<K, V> {
+    key: K,
+    version: Version,
+    value: Option<V>,
+    /// For tombstones: when the delete happened, on our clock.
+    deleted_at: Instant,
+    digest: EntryDigest,
+}
+
+impl<K: ByteBuf, V: ByteBuf> Record<K, V> {
+    /// The key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+    /// The version of the write that produced this entry.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+    /// The value, or `None` for a tombstone.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+}
+
+/// An entry as it travels in `Entries` messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The write's version.
+    pub version: Version,
+    /// The value or the tombstone.
+    #[serde(borrow)]
+    pub value: WireValue<'a>,
+}
+
+/// A value or a tombstone on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireValue<'a> {
+    /// A live value.
+    Live(&'a [u8]),
+    /// A tombstone, `age_ms` after its delete as the sender saw it.
+    Deleted {
+        /// Milliseconds since the delete.
+        age_ms: u64,
+    },
+}
+
+/// What a merge did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The incoming write was newer and is now ours.
+    Applied,
+    /// The incoming write was no newer than ours (or an expired tombstone for a key we lack).
+    Stale,
+    /// The key is new and the table is full: refused and counted.
+    Full,
+}
+
+/// A replicated last-writer-wins map over a [`Table`] backend and a digest tree.
+pub struct DataMap<K, V, T, B> {
+    table: T,
+    tree: Tree<B>,
+    key: DigestKey,
+    writer: NodeId,
+    generation: u32,
+    clock: u64,
+    live: usize,
+    config: DataConfig,
+    next_collect: Option<Instant>,
+    stats: DataStats,
+    _kv: PhantomData<fn() -> (K, V)>,
+}
+
+/// A map without an allocator: `KEYS` entries (a power of two, tombstones included), keys of up to
+/// `KEY` bytes, values of up to `VALUE` bytes, and a tree of `NODES` digests ([`tree_size`]).
+///
+/// [`tree_size`]: crate::tree::tree_size
+pub type HeaplessData<const KEYS: usize, const KEY: usize, const VALUE: usize, const NODES: usize> =
+    DataMap<
+        heapless::Vec<u8, KEY>,
+        heapless::Vec<u8, VALUE>,
+        HeaplessTable<Record<heapless::Vec<u8, KEY>, heapless::Vec<u8, VALUE>>, KEYS>,
+        [u64; NODES],
+    >;
+
+/// A map for servers: hashbrown storage, heap-allocated keys, values and tree.
+#[cfg(feature = "alloc")]
+pub type AllocData = DataMap<
+    alloc::vec::Vec<u8>,
+    alloc::vec::Vec<u8>,
+    crate::store::HashTable<Record<alloc::vec::Vec<u8>, alloc::vec::Vec<u8>>>,
+    alloc::vec::Vec<u64>,
+>;
+
+impl<const KEYS: usize, const KEY: usize, const VALUE: usize, const NODES: usize>
+    HeaplessData<KEYS, KEY, VALUE, NODES>
+{
+    /// An empty map. `NODES` must be a [`tree_size`](crate::tree::tree_size).
+    pub fn new_heapless(
+        config: DataConfig,
+        writer: NodeId,
+        generation: u32,
+        key: DigestKey,
+    ) -> Result<Self, DataError> {
+        Self::new(
+            config,
+            writer,
+            generation,
+            key,
+            HeaplessTable::new(),
+            [0; NODES],
+        )
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl AllocData {
+    /// An empty map holding at most `limit` entries (tombstones included), with a tree of `depth`.
+    pub fn with_depth(
+        config: DataConfig,
+        writer: NodeId,
+        generation: u32,
+        key: DigestKey,
+        depth: u8,
+        limit: usize,
+    ) -> Result<Self, DataError> {
+        let nodes = crate::tree::Shape::new(depth)
+            .ok_or(DataError::BadTree(BadTreeSize { len: 0 }))?
+            .nodes();
+        let table = crate::store::HashTable::with_limit(limit);
+        Self::new(
+            config,
+            writer,
+            generation,
+            key,
+            table,
+            alloc::vec![0; nodes],
+        )
+    }
+}
+
+impl<K, V, T, B> DataMap<K, V, T, B>
+where
+    K: ByteBuf,
+    V: ByteBuf,
+    T: Table<Value = Record<K, V>>,
+    B: TreeBuf,
+{
+    /// An empty map over `table` (which must be empty) and tree storage `tree`.
+    pub fn new(
+        config: DataConfig,
+        writer: NodeId,
+        generation: u32,
+        key: DigestKey,
+        table: T,
+        tree: B,
+    ) -> Result<Self, DataError> {
+        let mut map = DataMap {
+            table,
+            tree: Tree::new(tree).map_err(DataError::BadTree)?,
+            key,
+            writer,
+            generation,
+            clock: 0,
+            live: 0,
+            config,
+            next_collect: None,
+            stats: DataStats::default(),
+            _kv: PhantomData,
+        };
+        map.table.retain(|_, _| false);
+        Ok(map)
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.key.key_hash(TreeId::DATA.0, key)
+    }
+
+    /// The value under `key`, if live.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.record(key).and_then(|r| r.value())
+    }
+
+    /// The record under `key`, live or tombstone.
+    pub fn record(&self, key: &[u8]) -> Option<&Record<K, V>> {
+        self.table.get(self.hash(key)).filter(|r| &*r.key == key)
+    }
+
+    /// Live entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.table
+            .iter()
+            .filter_map(|(_, r)| Some((r.key(), r.value()?)))
+    }
+
+    /// Every record, tombstones included.
+    pub fn records(&self) -> impl Iterator<Item = &Record<K, V>> + '_ {
+        self.table.iter().map(|(_, r)| r)
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &DataStats {
+        &self.stats
+    }
+
+    /// The Lamport counter of the last write seen.
+    pub fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// Restores the Lamport counter (after a restart, from persisted state) so new writes order after
+    /// old ones.
+    pub fn observe_clock(&mut self, counter: u64) {
+        self.clock = self.clock.max(counter);
+    }
+
+    /// Sets `key` to `value`, returning the write's version.
+    pub fn set(&mut self, now: Instant, key: &[u8], value: &[u8]) -> Result<Version, DataError> {
+        if value.len() > self.config.max_value_len {
+            return Err(DataError::ValueTooLong);
+        }
+        let v = V::from_slice(value).ok_or(DataError::ValueTooLong)?;
+        self.write(now, key, Some(v))
+    }
+
+    /// Deletes `key`, leaving a tombstone; `None` if it was not live.
+    pub fn delete(&mut self, now: Instant, key: &[u8]) -> Result<Option<Version>, DataError> {
+        if self.get(key).is_none() {
+            return Ok(None);
+        }
+        self.write(now, key, None).map(Some)
+    }
+
+    fn write(&mut self, now: Instant, key: &[u8], value: Option<V>) -> Result<Version, DataError> {
+        if key.len() > self.config.max_key_len {
+            return Err(DataError::KeyTooLong);
+        }
+        let k = K::from_slice(key).ok_or(DataError::KeyTooLong)?;
+        let version = Version::new(self.clock.saturating_add(1), self.writer.0, self.generation);
+        self.store(now, k, version, value, now)
+            .map_err(|_| DataError::Full)?;
+        self.clock = version.major;
+        self.stats.local_writes += 1;
+        Ok(version)
+    }
+
+    /// Stores a record that is known to be newer than ours.
+    fn store(
+        &mut self,
+        now: Instant,
+        key: K,
+        version: Version,
+        value: Option<V>,
+        deleted_at: Instant,
+    ) -> Result<(), ()> {
+        let hash = self.hash(&key);
+        let digest = self.key.entry_digest(hash, version);
+        let is_live = value.is_some();
+        let record = Record {
+            key,
+            version,
+            value,
+            deleted_at,
+            digest,
+        };
+        let old = self.table.insert(hash, record).map_err(|_| ())?;
+        match old {
+            Some(old) => {
+                self.tree.replace(hash, old.digest, digest);
+                self.live -= usize::from(old.value.is_some());
+            }
+            None => self.tree.insert(hash, digest),
+        }
+        self.live += usize::from(is_live);
+        if !is_live {
+            let due = deleted_at + self.config.tombstone_grace;
+            self.next_collect = Some(self.next_collect.map_or(due, |n| n.min(due)));
+            if due <= now {
+                self.collect(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges one write from a peer; newest wins.
+    pub fn merge(
+        &mut self,
+        now: Instant,
+        entry: &WireEntry<'_>,
+    ) -> Result<MergeOutcome, EntryError> {
+        if entry.key.len() > self.config.max_key_len {
+            return Err(EntryError::KeyTooLong);
+        }
+        let hash = self.hash(entry.key);
+        self.clock = self.clock.max(entry.version.major);
+        if let Some(ours) = self.table.get(hash) {
+            if ours.version >= entry.version {
+                self.stats.stale += 1;
+                return Ok(MergeOutcome::Stale);
+            }
+        }
+        let (value, deleted_at) = match entry.value {
+            WireValue::Live(v) if v.len() > self.config.max_value_len => {
+                return Err(EntryError::ValueTooLong)
+            }
+            WireValue::Live(v) => (Some(V::from_slice(v).ok_or(EntryError::ValueTooLong)?), now),
+            WireValue::Deleted { age_ms } => {
+                (None, now.saturating_sub(Duration::from_millis(age_ms)))
+            }
+        };
+        if value.is_none()
+            && deleted_at + self.config.tombstone_grace <= now
+            && self.table.get(hash).is_none()
+        {
+            // An expired tombstone for a key we never had: nothing to delete, nothing to keep.
+            self.stats.stale += 1;
+            return Ok(MergeOutcome::Stale);
+        }
+        let key = K::from_slice(entry.key).ok_or(EntryError::KeyTooLong)?;
+        match self.store(now, key, entry.version, value, deleted_at) {
+            Ok(()) => {
+                self.stats.applied += 1;
+                Ok(MergeOutcome::Applied)
+            }
+            Err(()) => {
+                self.stats.full += 1;
+                Ok(MergeOutcome::Full)
+            }
+        }
+    }
+
+    /// Drops tombstones whose grace period has passed. Cheap unless one is due.
+    pub fn collect(&mut self, now: Instant) {
+        if self.next_collect.is_none_or(|t| t > now) {
+            return;
+        }
+        let grace = self.config.tombstone_grace;
+        let mut next: Option<Instant> = None;
+        let (tree, stats) = (&mut self.tree, &mut self.stats);
+        self.table.retain(|hash, r| {
+            if r.value.is_some() {
+                return true;
+            }
+            let due = r.deleted_at + grace;
+            if due <= now {
+                tree.remove(hash, r.digest);
+                stats.collected += 1;
+                false
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+                true
+            }
+        });
+        self.next_collect = next;
+    }
+
+    /// When the next tombstone is due for collection.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_collect
+    }
+
+    /// The 32-byte root of the digest tree.
+    pub fn root(&self) -> crate::tree::Root {
+        self.tree.root()
+    }
+}
+
+impl<K, V, T, B> Replica for DataMap<K, V, T, B>
+where
+    K: ByteBuf,
+    V: ByteBuf,
+    T: Table<Value = Record<K, V>>,
+    B: TreeBuf,
+{
+    type Buf = B;
+
+    fn tree(&self) -> &Tree<B> {
+        &self.tree
+    }
+
+    fn version_of(&self, hash: u64) -> Option<Version> {
+        self.table.get(hash).map(|r| r.version)
+    }
+
+    fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
+        self.table.first_in(from, to).map(|(h, r)| (h, r.version))
+    }
+
+    fn encode_entry(&self, now: Instant, hash: u64, enc: &mut Encoder<'_>) -> Encoded {
+        let Some(r) = self.table.get(hash) else {
+            return Encoded::Missing;
+        };
+        let value = match &r.value {
+            Some(v) => WireValue::Live(v),
+            None => WireValue::Deleted {
+                age_ms: (now - r.deleted_at).as_millis(),
+            },
+        };
+        let entry = WireEntry {
+            key: &r.key,
+            version: r.version,
+            value,
+        };
+        if enc.push(&entry) {
+            Encoded::Written
+        } else {
+            Encoded::NoRoom
+        }
+    }
+
+    fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError> {
+        let mut rest = bytes;
+        let mut n = 0;
+        while !rest.is_empty() {
+            let (e, after) = postcard::take_from_bytes::<WireEntry<'_>>(rest)
+                .map_err(|_| EntryError::Malformed)?;
+            if e.key.len() > self.config.max_key_len {
+                return Err(EntryError::KeyTooLong);
+            }
+            if matches!(e.value, WireValue::Live(v) if v.len() > self.config.max_value_len) {
+                return Err(EntryError::ValueTooLong);
+            }
+            rest = after;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn merge_entries(&mut self, now: Instant, bytes: &[u8]) -> Merged {
+        let mut out = Merged::default();
+        let mut rest = bytes;
+        while let Ok((e, after)) = postcard::take_from_bytes::<WireEntry<'_>>(rest) {
+            match self.merge(now, &e) {
+                Ok(MergeOutcome::Applied) => out.applied += 1,
+                Ok(MergeOutcome::Stale) | Err(_) => out.stale += 1,
+                Ok(MergeOutcome::Full) => out.full += 1,
+            }
+            rest = after;
+        }
+        out
+    }
+}

@@ -1,0 +1,54 @@
+//! tidings: cluster membership, failure detection and replicated key-value state by gossip, with
+//! anti-entropy that heals whatever gossip missed.
+//!
+//! This crate is the whole protocol as a sans-IO state machine: `#![no_std]`, no allocator unless the
+//! `alloc` feature is on, no clock and no sockets. Bytes and time go in; datagrams to send, events and
+//! the next deadline come out. The `tidings-tokio` and `tidings-embassy` crates drive it on servers and
+//! on microcontrollers.
+//!
+//! # Modules
+//! - [`time`]: the caller's millisecond clock as [`Instant`] and [`Duration`].
+//! - [`wire`]: datagram header, messages, and their bounded postcard encoding.
+//! - [`tree`]: the fixed-shape digest tree whose 32-byte roots say whether two replicas agree.
+//! - [`sync`]: the anti-entropy [`sync::Engine`] that drills down differing trees and ships only the
+//!   entries that differ, over any [`sync::Replica`].
+//! - [`data`]: the replicated last-writer-wins map.
+//! - [`store`]: storage backends, heapless (fixed capacity) and hashbrown (feature `alloc`).
+//!
+//! # Design tenets
+//! - Bounded everything: every table and queue has a capacity; a full one refuses with a counted,
+//!   typed reason and never grows.
+//! - Bad input changes nothing: a datagram is validated whole before anything acts on it.
+//! - Datagrams never exceed the configured maximum (1,200 bytes by default): no IP fragmentation.
+//! - Deterministic: the same inputs give the same outputs, which the simulator relies on.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod data;
+pub mod hash;
+mod id;
+pub mod pace;
+pub mod store;
+pub mod sync;
+pub mod time;
+pub mod tree;
+mod version;
+pub mod wire;
+
+pub use hash::DigestKey;
+pub use id::{ClusterId, NodeId};
+pub use time::{Duration, Instant};
+pub use version::Version;

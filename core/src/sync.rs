@@ -1,0 +1,717 @@
+//! Anti-entropy: find and ship only the entries two replicas disagree on.
+//!
+//! An exchange is a drill-down in which every message is self-describing, so neither side keeps any
+//! per-peer session:
+//!
+//! 1. `Root`: A sends its 32-byte root. Equal roots end the exchange (B answers with its root if asked).
+//! 2. `Digests`: B, seeing a different root, sends its 16 child digests of the root. Whoever receives
+//!    child digests of a node compares them with its own and, for every child that differs, sends its own
+//!    child digests of *that* child: each message descends one level, and the two sides take turns.
+//! 3. `Listing`: when the differing children are leaves, the receiver lists them instead: (key hash,
+//!    version) of every entry, sorted by hash.
+//! 4. The listing's receiver merges it with its own entries of those leaves: entries it has newer (or the
+//!    peer lacks) are pushed at once as `Entries`; entries the peer has newer are asked for with `Fetch`,
+//!    answered by `Entries`. Newest wins on every side.
+//!
+//! A lost message only prunes its branch; the next exchange finds whatever is still different. Answers
+//! are produced lazily from a small fixed queue of [`Engine`] tasks, packed into datagrams no larger
+//! than the configured maximum, and paced by a token bucket. A full queue refuses new work (counted);
+//! the peer's next exchange asks again.
+//!
+//! The engine works over the [`Replica`] trait, so it reconciles any store: the crate's own
+//! [`DataMap`](crate::data::DataMap) and member table, or a user's.
+
+use crate::pace::Pacer;
+use crate::tree::{Shape, Tree, TreeBuf, FANOUT};
+use crate::wire::{
+    BufferTooSmall, DigestItem, Encoder, GroupHead, Hash8, Header, Kind, Message, RootMsg, Summary,
+    TreeId, TAG_RESERVE,
+};
+use crate::{Instant, Version};
+use core::net::SocketAddr;
+use heapless::{Deque, Vec};
+
+/// Key hashes per send or fetch task.
+const HASHES_PER_TASK: usize = 16;
+
+/// A replicated table the engine can reconcile.
+pub trait Replica {
+    /// The storage of the table's digest tree.
+    type Buf: TreeBuf;
+
+    /// The table's digest tree, kept current on every change.
+    fn tree(&self) -> &Tree<Self::Buf>;
+    /// The version of the entry under `hash`.
+    fn version_of(&self, hash: u64) -> Option<Version>;
+    /// The entry with the smallest key hash in `from..=to`.
+    fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)>;
+    /// Appends the entry under `hash` to `enc`, as of `now`.
+    fn encode_entry(&self, now: Instant, hash: u64, enc: &mut Encoder<'_>) -> Encoded;
+    /// Checks a run of encoded entries without applying any: the number of entries, or why the run
+    /// must be refused as a whole.
+    fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError>;
+    /// Applies a run that [`Replica::check_entries`] accepted; newest wins per entry.
+    fn merge_entries(&mut self, now: Instant, bytes: &[u8]) -> Merged;
+}
+
+/// What [`Replica::encode_entry`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoded {
+    /// The entry was appended.
+    Written,
+    /// There is no entry under that hash (any more).
+    Missing,
+    /// The entry does not fit in the room left.
+    NoRoom,
+}
+
+/// Why a run of entries was refused. Nothing of the run was applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum EntryError {
+    /// An entry does not decode.
+    Malformed,
+    /// A key longer than this replica accepts.
+    KeyTooLong,
+    /// A value longer than this replica accepts.
+    ValueTooLong,
+}
+
+/// The outcome of merging a run of entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Entries that were newer and replaced or added to ours.
+    pub applied: u32,
+    /// Entries no newer than ours, ignored.
+    pub stale: u32,
+    /// New entries refused because the table is full.
+    pub full: u32,
+}
+
+/// Why a sync message was refused as a whole. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The peer's tree has another depth: its configuration differs from ours.
+    ShapeMismatch,
+    /// A node that does not exist in our tree, or a leaf where an inner node belongs.
+    BadNode,
+    /// Listing summaries out of order or outside their group's range.
+    BadListing,
+    /// A run of entries was refused.
+    Entry(EntryError),
+}
+
+/// Settings of the sync engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SyncConfig {
+    /// Largest datagram sent, in bytes, authentication tag included.
+    pub max_datagram: usize,
+    /// Datagrams that may leave back to back before pacing starts.
+    pub burst: u32,
+    /// Sustained datagrams per second (0 = unpaced).
+    pub datagrams_per_sec: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            max_datagram: crate::wire::DEFAULT_MAX_DATAGRAM,
+            burst: 32,
+            datagrams_per_sec: 2000,
+        }
+    }
+}
+
+/// Counters of the sync engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SyncStats {
+    /// Exchanges this node started.
+    pub started: u64,
+    /// Root messages that matched ours.
+    pub in_sync: u64,
+    /// Root messages that did not.
+    pub mismatched: u64,
+    /// Entries applied from peers.
+    pub applied: u64,
+    /// Entries received that were not newer.
+    pub stale: u64,
+    /// New entries refused for lack of room.
+    pub full: u64,
+    /// Entries sent.
+    pub entries_sent: u64,
+    /// Work refused because the task queue was full.
+    pub dropped: u64,
+    /// Messages refused with a [`SyncError`].
+    pub refused: u64,
+}
+
+/// A datagram written by [`Engine::poll_transmit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub to: SocketAddr,
+    /// Its length at the start of the caller's buffer.
+    pub len: usize,
+    /// Its message kind.
+    pub kind: Kind,
+}
+
+#[derive(Clone, Debug)]
+enum Work {
+    /// Send our root.
+    Root { reply: bool },
+    /// Describe nodes `base + i` for each bit `i` of `mask`: child digests of inner nodes, listings of
+    /// leaves (from key hash `cursor` on, for the lowest pending leaf).
+    Describe { base: u32, mask: u16, cursor: u64 },
+    /// Send these entries.
+    Send { hashes: Vec<u64, HASHES_PER_TASK> },
+    /// Ask for these entries.
+    Fetch { hashes: Vec<u64, HASHES_PER_TASK> },
+}
+
+#[derive(Clone, Debug)]
+struct Task {
+    to: SocketAddr,
+    tree: TreeId,
+    work: Work,
+}
+
+/// The anti-entropy engine of one node: incoming sync messages in, paced datagrams out.
+///
+/// Call [`Engine::handle`] for each sync message, then drain [`Engine::poll_transmit`] until it returns
+/// `None`, and wake at [`Engine::poll_timeout`]. `TASKS` bounds the work in flight.
+pub struct Engine<const TASKS: usize = 32> {
+    tasks: Deque<Task, TASKS>,
+    pacer: Pacer,
+    config: SyncConfig,
+    stats: SyncStats,
+}
+
+impl<const TASKS: usize> Engine<TASKS> {
+    /// An idle engine.
+    pub fn new(config: SyncConfig) -> Self {
+        Engine {
+            tasks: Deque::new(),
+            pacer: Pacer::new(config.burst, config.datagrams_per_sec),
+            config,
+            stats: SyncStats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &SyncStats {
+        &self.stats
+    }
+
+    /// Whether no work is queued.
+    pub fn is_idle(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    fn enqueue(&mut self, to: SocketAddr, tree: TreeId, work: Work) -> bool {
+        let ok = self.tasks.push_back(Task { to, tree, work }).is_ok();
+        if !ok {
+            self.stats.dropped += 1;
+        }
+        ok
+    }
+
+    /// Starts an exchange of table `tree` with the peer at `to`. False if the queue is full.
+    pub fn start(&mut self, to: SocketAddr, tree: TreeId) -> bool {
+        self.stats.started += 1;
+        self.enqueue(to, tree, Work::Root { reply: true })
+    }
+
+    /// Handles one sync message from `from` about `replica`. On error nothing changed.
+    pub fn handle<R: Replica>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        replica: &mut R,
+    ) -> Result<(), SyncError> {
+        let r = self.dispatch(now, from, msg, replica);
+        if r.is_err() {
+            self.stats.refused += 1;
+        }
+        r
+    }
+
+    fn dispatch<R: Replica>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        replica: &mut R,
+    ) -> Result<(), SyncError> {
+        let shape = replica.tree().shape();
+        match *msg {
+            Message::Root(m) => {
+                if m.depth != shape.depth() {
+                    return Err(SyncError::ShapeMismatch);
+                }
+                if m.root == replica.tree().root().hash {
+                    self.stats.in_sync += 1;
+                    if m.reply {
+                        self.enqueue(from, m.tree, Work::Root { reply: false });
+                    }
+                } else {
+                    self.stats.mismatched += 1;
+                    self.enqueue(from, m.tree, describe(0, 1));
+                }
+            }
+            Message::Digests { tree, items } => {
+                if items
+                    .into_iter()
+                    .any(|i| shape.first_child(i.node).is_none())
+                {
+                    return Err(SyncError::BadNode);
+                }
+                for item in items {
+                    let ours = replica.tree().children(item.node).unwrap_or_default();
+                    let mut mask = 0u16;
+                    for (i, (a, b)) in ours.iter().zip(item.digests.iter()).enumerate() {
+                        if a.to_be_bytes() != *b {
+                            mask |= 1 << i;
+                        }
+                    }
+                    if let (Some(base), true) = (shape.first_child(item.node), mask != 0) {
+                        self.enqueue(from, tree, describe(base, mask));
+                    }
+                }
+            }
+            Message::Listing { tree, groups } => {
+                for (head, summaries) in groups.groups() {
+                    group_range(shape, &head)
+                        .filter(|&(lo, hi)| sorted_within(summaries, lo, hi))
+                        .ok_or(SyncError::BadListing)?;
+                }
+                let mut plan = Plan::new(from, tree);
+                for (head, summaries) in groups.groups() {
+                    let (lo, hi) = group_range(shape, &head).unwrap_or((1, 0));
+                    plan.compare(self, replica, lo, hi, summaries);
+                }
+                plan.flush(self);
+            }
+            Message::Fetch { tree, hashes } => {
+                let mut plan = Plan::new(from, tree);
+                for h in hashes {
+                    plan.push(self, u64::from_be_bytes(h));
+                }
+                plan.flush(self);
+            }
+            Message::Entries { bytes, .. } => {
+                replica.check_entries(bytes).map_err(SyncError::Entry)?;
+                let m = replica.merge_entries(now, bytes);
+                self.stats.applied += u64::from(m.applied);
+                self.stats.stale += u64::from(m.stale);
+                self.stats.full += u64::from(m.full);
+            }
+        }
+        Ok(())
+    }
+
+    /// The table of the next datagram, so a node with several tables knows which to pass to
+    /// [`Engine::poll_transmit`].
+    pub fn next_tree(&self) -> Option<TreeId> {
+        self.tasks.front().map(|t| t.tree)
+    }
+
+    /// When the engine next wants [`Engine::poll_transmit`] called: `None` when idle.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.tasks.is_empty()).then(|| self.pacer.ready_at())
+    }
+
+    /// Writes the next datagram into `buf`, if there is work and pacing allows. `replica` must be the
+    /// table named by [`Engine::next_tree`].
+    pub fn poll_transmit<R: Replica>(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        replica: &R,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        loop {
+            let front = self.tasks.front()?;
+            let (to, tree, kind) = (
+                front.to,
+                front.tree,
+                kind_of(&front.work, replica.tree().shape()),
+            );
+            if !self.pacer.try_take(now) {
+                return None;
+            }
+            let limit = self
+                .config
+                .max_datagram
+                .saturating_sub(TAG_RESERVE)
+                .min(buf.len());
+            let Ok(len) = self.write(
+                now,
+                header,
+                replica,
+                buf.get_mut(..limit)?,
+                (to, tree, kind),
+            ) else {
+                // Even an empty datagram has no room: drop the task rather than spin.
+                self.tasks.pop_front();
+                self.stats.dropped += 1;
+                continue;
+            };
+            return Some(Transmit { to, len, kind });
+        }
+    }
+
+    fn write<R: Replica>(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        replica: &R,
+        buf: &mut [u8],
+        key: (SocketAddr, TreeId, Kind),
+    ) -> Result<usize, BufferTooSmall> {
+        let (to, tree, kind) = key;
+        let mut enc = Encoder::new(buf, header, kind)?;
+        if kind != Kind::Root && !enc.push(&tree) {
+            return Err(BufferTooSmall);
+        }
+        let start = enc.len();
+        let shape = replica.tree().shape();
+        while let Some(task) = self.tasks.front_mut() {
+            if task.to != to || task.tree != tree || kind_of(&task.work, shape) != kind {
+                break;
+            }
+            let done = match &mut task.work {
+                Work::Root { reply } => {
+                    let root = replica.tree().root();
+                    enc.push(&RootMsg {
+                        tree,
+                        depth: shape.depth(),
+                        count: root.count,
+                        root: root.hash,
+                        reply: *reply,
+                    })
+                }
+                Work::Describe { base, mask, cursor } => {
+                    write_describe(replica, &mut enc, *base, mask, cursor)
+                }
+                Work::Send { hashes } => {
+                    let before = self.stats.entries_sent;
+                    let done =
+                        write_entries(now, replica, &mut enc, hashes, &mut self.stats.entries_sent);
+                    if !done && before == self.stats.entries_sent && enc.len() == start {
+                        // The first entry alone does not fit any datagram: skip it.
+                        hashes.remove(0);
+                        self.stats.dropped += 1;
+                    }
+                    done
+                }
+                Work::Fetch { hashes } => {
+                    let mut done = true;
+                    while let Some(&h) = hashes.first() {
+                        if !enc.push(&h.to_be_bytes()) {
+                            done = false;
+                            break;
+                        }
+                        hashes.remove(0);
+                    }
+                    done
+                }
+            };
+            if !done {
+                break;
+            }
+            self.tasks.pop_front();
+            if kind == Kind::Root {
+                break;
+            }
+        }
+        if enc.len() == start {
+            return Err(BufferTooSmall);
+        }
+        Ok(enc.finish())
+    }
+}
+
+fn describe(base: u32, mask: u16) -> Work {
+    Work::Describe {
+        base,
+        mask,
+        cursor: 0,
+    }
+}
+
+fn kind_of(work: &Work, shape: Shape) -> Kind {
+    match work {
+        Work::Root { .. } => Kind::Root,
+        Work::Describe { base, .. } if shape.is_leaf(*base) => Kind::Listing,
+        Work::Describe { .. } => Kind::Digests,
+        Work::Send { .. } => Kind::Entries,
+        Work::Fetch { .. } => Kind::Fetch,
+    }
+}
+
+/// The key-hash range a listing group covers, if it is a node of ours and its part lies inside it.
+fn group_range(shape: Shape, head: &GroupHead) -> Option<(u64, u64)> {
+    let (lo, hi) = shape.range(head.node)?;
+    match head.part {
+        None => Some((lo, hi)),
+        Some((a, b)) => {
+            let (a, b) = (u64::from_be_bytes(a), u64::from_be_bytes(b));
+            (lo <= a && a <= b && b <= hi).then_some((a, b))
+        }
+    }
+}
+
+fn sorted_within(summaries: crate::wire::Items<'_, Summary>, lo: u64, hi: u64) -> bool {
+    let mut prev: Option<u64> = None;
+    summaries.into_iter().all(|s| {
+        let h = u64::from_be_bytes(s.hash);
+        let ok = lo <= h && h <= hi && prev.is_none_or(|p| p < h);
+        prev = Some(h);
+        ok
+    })
+}
+
+/// Writes child digests or listings for the pending nodes of a describe task; true when all are done.
+fn write_describe<R: Replica>(
+    replica: &R,
+    enc: &mut Encoder<'_>,
+    base: u32,
+    mask: &mut u16,
+    cursor: &mut u64,
+) -> bool {
+    let tree = replica.tree();
+    let shape = tree.shape();
+    while *mask != 0 {
+        let i = mask.trailing_zeros();
+        let node = base + i;
+        if shape.is_leaf(node) {
+            let Some((lo, hi)) = shape.range(node) else {
+                *mask &= !(1 << i);
+                continue;
+            };
+            let from = (*cursor).max(lo);
+            match write_group(replica, enc, node, from, lo, hi) {
+                Some(next) => {
+                    *cursor = next;
+                    return false;
+                }
+                None => *cursor = 0,
+            }
+        } else {
+            let Some(children) = tree.children(node) else {
+                *mask &= !(1 << i);
+                continue;
+            };
+            let mut digests = [[0u8; 8]; FANOUT];
+            for (d, c) in digests.iter_mut().zip(children.iter()) {
+                *d = c.to_be_bytes();
+            }
+            if !enc.push(&DigestItem { node, digests }) {
+                return false;
+            }
+        }
+        *mask &= !(1 << i);
+    }
+    true
+}
+
+/// Lists the entries of leaf `node` from key hash `from` on. Returns the hash to resume from when the
+/// datagram filled up first, `None` when the leaf is done.
+fn write_group<R: Replica>(
+    replica: &R,
+    enc: &mut Encoder<'_>,
+    node: u32,
+    from: u64,
+    lo: u64,
+    hi: u64,
+) -> Option<u64> {
+    // First pass: how many summaries fit after a head that may need a part range.
+    let part_head = GroupHead {
+        node,
+        part: Some(([0; 8], [0; 8])),
+        count: [0; 2],
+    };
+    let head_size = postcard::experimental::serialized_size(&part_head).unwrap_or(usize::MAX);
+    let Some(mut room) = enc.remaining().checked_sub(head_size) else {
+        return Some(from);
+    };
+    let (mut count, mut last, mut next) = (0u16, None, Some(from));
+    while let Some(h) = next {
+        let Some((hash, version)) = replica.first_in(h, hi) else {
+            next = None;
+            break;
+        };
+        let size = postcard::experimental::serialized_size(&Summary {
+            hash: [0; 8],
+            version,
+        })
+        .unwrap_or(usize::MAX);
+        if size > room || count == u16::MAX {
+            break;
+        }
+        room -= size;
+        count += 1;
+        last = Some(hash);
+        next = hash.checked_add(1);
+    }
+    let complete = next.is_none();
+    if count == 0 && !complete {
+        return Some(from);
+    }
+    let part: Option<(Hash8, Hash8)> = if complete && from == lo {
+        None
+    } else {
+        let end = if complete { hi } else { last.unwrap_or(from) };
+        Some((from.to_be_bytes(), end.to_be_bytes()))
+    };
+    let head = GroupHead {
+        node,
+        part,
+        count: count.to_le_bytes(),
+    };
+    if !enc.push(&head) {
+        return Some(from);
+    }
+    let mut at = from;
+    for _ in 0..count {
+        let Some((hash, version)) = replica.first_in(at, hi) else {
+            break;
+        };
+        enc.push(&Summary {
+            hash: hash.to_be_bytes(),
+            version,
+        });
+        at = hash.saturating_add(1);
+    }
+    if complete {
+        None
+    } else {
+        last.and_then(|l| l.checked_add(1))
+    }
+}
+
+/// Appends entries while they fit; true when all were written.
+fn write_entries<R: Replica>(
+    now: Instant,
+    replica: &R,
+    enc: &mut Encoder<'_>,
+    hashes: &mut Vec<u64, HASHES_PER_TASK>,
+    sent: &mut u64,
+) -> bool {
+    while let Some(&h) = hashes.first() {
+        match replica.encode_entry(now, h, enc) {
+            Encoded::Written => *sent += 1,
+            Encoded::Missing => {}
+            Encoded::NoRoom => return false,
+        }
+        hashes.remove(0);
+    }
+    true
+}
+
+/// Entries to push and to fetch, gathered while comparing a listing, queued in tasks of
+/// [`HASHES_PER_TASK`].
+struct Plan {
+    to: SocketAddr,
+    tree: TreeId,
+    send: Vec<u64, HASHES_PER_TASK>,
+    fetch: Vec<u64, HASHES_PER_TASK>,
+}
+
+impl Plan {
+    fn new(to: SocketAddr, tree: TreeId) -> Self {
+        Plan {
+            to,
+            tree,
+            send: Vec::new(),
+            fetch: Vec::new(),
+        }
+    }
+
+    fn push<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) {
+        if self.send.push(hash).is_err() {
+            let full = core::mem::take(&mut self.send);
+            engine.enqueue(self.to, self.tree, Work::Send { hashes: full });
+            let _ = self.send.push(hash);
+        }
+    }
+
+    fn pull<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) {
+        if self.fetch.push(hash).is_err() {
+            let full = core::mem::take(&mut self.fetch);
+            engine.enqueue(self.to, self.tree, Work::Fetch { hashes: full });
+            let _ = self.fetch.push(hash);
+        }
+    }
+
+    /// Merges the peer's sorted summaries of `lo..=hi` with ours.
+    fn compare<R: Replica, const T: usize>(
+        &mut self,
+        engine: &mut Engine<T>,
+        replica: &R,
+        lo: u64,
+        hi: u64,
+        theirs: crate::wire::Items<'_, Summary>,
+    ) {
+        let mut ours = OursFrom {
+            replica,
+            next: Some(lo),
+            hi,
+        };
+        let mut mine = ours.next();
+        for s in theirs {
+            let h = u64::from_be_bytes(s.hash);
+            while let Some((mh, _)) = mine.filter(|&(mh, _)| mh < h) {
+                self.push(engine, mh);
+                mine = ours.next();
+            }
+            match mine {
+                Some((mh, mv)) if mh == h => {
+                    if mv > s.version {
+                        self.push(engine, h);
+                    } else if mv < s.version {
+                        self.pull(engine, h);
+                    }
+                    mine = ours.next();
+                }
+                _ => self.pull(engine, h),
+            }
+        }
+        while let Some((mh, _)) = mine {
+            self.push(engine, mh);
+            mine = ours.next();
+        }
+    }
+
+    fn flush<const T: usize>(self, engine: &mut Engine<T>) {
+        if !self.fetch.is_empty() {
+            engine.enqueue(self.to, self.tree, Work::Fetch { hashes: self.fetch });
+        }
+        if !self.send.is_empty() {
+            engine.enqueue(self.to, self.tree, Work::Send { hashes: self.send });
+        }
+    }
+}
+
+/// Our entries in a hash range, ascending.
+struct OursFrom<'r, R> {
+    replica: &'r R,
+    next: Option<u64>,
+    hi: u64,
+}
+
+impl<R: Replica> Iterator for OursFrom<'_, R> {
+    type Item = (u64, Version);
+    fn next(&mut self) -> Option<(u64, Version)> {
+        let (h, v) = self.replica.first_in(self.next?, self.hi)?;
+        self.next = h.checked_add(1);
+        Some((h, v))
+    }
+}

@@ -1,0 +1,530 @@
+//! The wire format: a header, a message kind, and a postcard-encoded body, in one UDP datagram.
+//!
+//! ```text
+//! magic "td" | protocol u8 | cluster [u8; 4] | sender varint | kind u8 | body
+//! ```
+//! Bodies with lists (digests, listings, hashes, entries) end with a run of postcard-encoded items that
+//! fills the rest of the datagram: the encoder packs items until the next one would not fit, and the
+//! decoder walks them lazily, without copying or allocating. [`decode`] validates a whole datagram before
+//! anything acts on it, so a handler never meets a malformed item halfway through.
+//!
+//! Every fixed part has a compile-time bound ([`MaxSize`]); [`MIN_DATAGRAM`] is checked against them at
+//! build time, and configuration refuses a maximum datagram below it.
+
+use crate::{ClusterId, NodeId, Version};
+use core::marker::PhantomData;
+use postcard::experimental::max_size::MaxSize;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// First two bytes of every datagram.
+pub const MAGIC: [u8; 2] = *b"td";
+/// The protocol version this build speaks.
+pub const PROTOCOL: u8 = 1;
+/// Default maximum datagram: fits a 1,280-byte IPv6 minimum MTU with room for IP and UDP headers.
+pub const DEFAULT_MAX_DATAGRAM: usize = 1200;
+/// Smallest maximum datagram that configuration accepts.
+pub const MIN_DATAGRAM: usize = 512;
+/// Bytes reserved at the end of every datagram for an authentication tag.
+pub const TAG_RESERVE: usize = 16;
+
+/// Which replicated table a sync message is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TreeId(pub u8);
+
+impl TreeId {
+    /// The membership table.
+    pub const MEMBERS: TreeId = TreeId(0);
+    /// The key-value data.
+    pub const DATA: TreeId = TreeId(1);
+}
+
+/// The header that starts every datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Header {
+    magic: [u8; 2],
+    protocol: u8,
+    /// The sender's cluster.
+    pub cluster: ClusterId,
+    /// The sending node.
+    pub sender: NodeId,
+}
+
+impl Header {
+    /// A header for this build's protocol.
+    pub const fn new(cluster: ClusterId, sender: NodeId) -> Self {
+        Header {
+            magic: MAGIC,
+            protocol: PROTOCOL,
+            cluster,
+            sender,
+        }
+    }
+}
+
+/// An 8-byte hash or digest, fixed width on the wire (a varint would spend 10 bytes on a random u64).
+pub type Hash8 = [u8; 8];
+
+/// "Here is my root": starts an anti-entropy exchange, or answers one whose roots matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RootMsg {
+    /// The table.
+    pub tree: TreeId,
+    /// The sender's tree depth; peers must agree on it.
+    pub depth: u8,
+    /// Entries in the sender's table.
+    pub count: u64,
+    /// The sender's 32-byte root.
+    pub root: [u8; 32],
+    /// Whether the receiver should answer even when the roots match.
+    pub reply: bool,
+}
+
+/// The sender's digests of the 16 children of `node`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DigestItem {
+    /// The inner node.
+    pub node: u32,
+    /// Its children's digests, in order.
+    pub digests: [Hash8; 16],
+}
+
+/// The start of one listing group: the sender's entries in `node`, or in `part` of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GroupHead {
+    /// The tree node whose entries are listed.
+    pub node: u32,
+    /// When a listing spans datagrams: the inclusive key-hash range this group covers.
+    pub part: Option<(Hash8, Hash8)>,
+    /// Number of summaries that follow (little-endian, fixed width so it can be patched).
+    pub count: [u8; 2],
+}
+
+/// One entry in a listing: its key hash and version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Summary {
+    /// The entry's key hash.
+    pub hash: Hash8,
+    /// The entry's version.
+    pub version: Version,
+}
+
+/// A message kind byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Kind {
+    /// [`Message::Root`].
+    Root = 1,
+    /// [`Message::Digests`].
+    Digests = 2,
+    /// [`Message::Listing`].
+    Listing = 3,
+    /// [`Message::Fetch`].
+    Fetch = 4,
+    /// [`Message::Entries`].
+    Entries = 5,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Root,
+            2 => Kind::Digests,
+            3 => Kind::Listing,
+            4 => Kind::Fetch,
+            5 => Kind::Entries,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded message. List bodies borrow the datagram and were validated by [`decode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Root exchange.
+    Root(RootMsg),
+    /// Child digests of named nodes: "compare these with yours and describe what differs".
+    Digests {
+        /// The table.
+        tree: TreeId,
+        /// The items.
+        items: Items<'a, DigestItem>,
+    },
+    /// (key hash, version) listings of tree nodes.
+    Listing {
+        /// The table.
+        tree: TreeId,
+        /// The groups.
+        groups: Listing<'a>,
+    },
+    /// "Send me these entries."
+    Fetch {
+        /// The table.
+        tree: TreeId,
+        /// Key hashes wanted.
+        hashes: Items<'a, Hash8>,
+    },
+    /// Full entries, in the table's own encoding (checked by the table before any is applied).
+    Entries {
+        /// The table.
+        tree: TreeId,
+        /// The encoded entries, back to back.
+        bytes: &'a [u8],
+    },
+}
+
+impl Message<'_> {
+    /// This message's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Root(_) => Kind::Root,
+            Message::Digests { .. } => Kind::Digests,
+            Message::Listing { .. } => Kind::Listing,
+            Message::Fetch { .. } => Kind::Fetch,
+            Message::Entries { .. } => Kind::Entries,
+        }
+    }
+}
+
+/// Why a datagram was rejected. The receiver's state is unchanged by a rejected datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum WireError {
+    /// Shorter than its header or a field says.
+    Truncated,
+    /// Longer than the configured maximum datagram.
+    Oversized,
+    /// Does not start with the magic bytes: not a tidings datagram.
+    BadMagic,
+    /// A protocol version this build does not speak.
+    UnsupportedProtocol,
+    /// From another cluster.
+    ForeignCluster,
+    /// An unknown message kind.
+    UnknownKind,
+    /// A field that does not decode, or bytes left over after the last item.
+    Malformed,
+}
+
+/// A validated run of postcard items of type `T` that fills the rest of a datagram.
+pub struct Items<'a, T> {
+    bytes: &'a [u8],
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Items<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Items<'_, T> {}
+impl<T> PartialEq for Items<'_, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+impl<T> Eq for Items<'_, T> {}
+impl<T> core::fmt::Debug for Items<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Items({} bytes)", self.bytes.len())
+    }
+}
+
+impl<'a, T: DeserializeOwned> Items<'a, T> {
+    fn validate(bytes: &'a [u8], limit: usize) -> Result<(Self, &'a [u8]), WireError> {
+        let mut rest = bytes;
+        for _ in 0..limit {
+            if rest.is_empty() {
+                break;
+            }
+            rest = postcard::take_from_bytes::<T>(rest)
+                .map_err(|_| WireError::Malformed)?
+                .1;
+        }
+        let used = bytes.len() - rest.len();
+        let items = Items {
+            bytes: bytes.get(..used).ok_or(WireError::Malformed)?,
+            _t: PhantomData,
+        };
+        Ok((items, rest))
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl<'a, T: DeserializeOwned> IntoIterator for Items<'a, T> {
+    type Item = T;
+    type IntoIter = ItemIter<'a, T>;
+    fn into_iter(self) -> ItemIter<'a, T> {
+        ItemIter {
+            rest: self.bytes,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// Iterator over [`Items`].
+pub struct ItemIter<'a, T> {
+    rest: &'a [u8],
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Iterator for ItemIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        // Validated at decode: an error here cannot happen, and ends the walk if it did.
+        let (item, rest) = postcard::take_from_bytes::<T>(self.rest).ok()?;
+        self.rest = rest;
+        Some(item)
+    }
+}
+
+/// Most groups or items a listing may hold; bounds the validation walk.
+const MAX_ITEMS: usize = 4096;
+
+/// A validated listing: groups, each a [`GroupHead`] followed by its summaries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Listing<'a> {
+    bytes: &'a [u8],
+}
+
+impl core::fmt::Debug for Listing<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Listing({} bytes)", self.bytes.len())
+    }
+}
+
+impl<'a> Listing<'a> {
+    fn validate(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let mut rest = bytes;
+        for _ in 0..MAX_ITEMS {
+            if rest.is_empty() {
+                return Ok(Listing { bytes });
+            }
+            let (head, after) =
+                postcard::take_from_bytes::<GroupHead>(rest).map_err(|_| WireError::Malformed)?;
+            let count = usize::from(u16::from_le_bytes(head.count));
+            let (_, after) = Items::<Summary>::validate(after, count)?;
+            if let Some((lo, hi)) = head.part {
+                if u64::from_be_bytes(lo) > u64::from_be_bytes(hi) {
+                    return Err(WireError::Malformed);
+                }
+            }
+            rest = after;
+        }
+        Err(WireError::Malformed)
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The groups, each with its summaries.
+    pub fn groups(&self) -> GroupIter<'a> {
+        GroupIter { rest: self.bytes }
+    }
+}
+
+/// Iterator over the groups of a [`Listing`].
+pub struct GroupIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for GroupIter<'a> {
+    type Item = (GroupHead, Items<'a, Summary>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let (head, after) = postcard::take_from_bytes::<GroupHead>(self.rest).ok()?;
+        let count = usize::from(u16::from_le_bytes(head.count));
+        let (items, rest) = Items::<Summary>::validate(after, count).ok()?;
+        self.rest = rest;
+        Some((head, items))
+    }
+}
+
+/// Decodes and validates a datagram of at most `max_len` bytes from cluster `cluster`.
+pub fn decode(
+    bytes: &[u8],
+    cluster: ClusterId,
+    max_len: usize,
+) -> Result<(Header, Message<'_>), WireError> {
+    if bytes.len() > max_len {
+        return Err(WireError::Oversized);
+    }
+    match bytes {
+        [] | [_] | [_, _] => return Err(WireError::Truncated),
+        [m0, m1, ..] if [*m0, *m1] != MAGIC => return Err(WireError::BadMagic),
+        [_, _, p, ..] if *p != PROTOCOL => return Err(WireError::UnsupportedProtocol),
+        _ => {}
+    }
+    let (header, rest) =
+        postcard::take_from_bytes::<Header>(bytes).map_err(|_| WireError::Truncated)?;
+    if header.cluster != cluster {
+        return Err(WireError::ForeignCluster);
+    }
+    let (&kind, body) = rest.split_first().ok_or(WireError::Truncated)?;
+    let kind = Kind::from_u8(kind).ok_or(WireError::UnknownKind)?;
+    let malformed = |_| WireError::Malformed;
+    let msg = match kind {
+        Kind::Root => {
+            let (m, rest) = postcard::take_from_bytes::<RootMsg>(body).map_err(malformed)?;
+            if !rest.is_empty() {
+                return Err(WireError::Malformed);
+            }
+            Message::Root(m)
+        }
+        Kind::Digests => {
+            let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
+            let (items, rest) = Items::validate(rest, MAX_ITEMS)?;
+            if !rest.is_empty() {
+                return Err(WireError::Malformed);
+            }
+            Message::Digests { tree, items }
+        }
+        Kind::Listing => {
+            let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
+            Message::Listing {
+                tree,
+                groups: Listing::validate(rest)?,
+            }
+        }
+        Kind::Fetch => {
+            let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
+            let (hashes, rest) = Items::validate(rest, MAX_ITEMS)?;
+            if !rest.is_empty() {
+                return Err(WireError::Malformed);
+            }
+            Message::Fetch { tree, hashes }
+        }
+        Kind::Entries => {
+            let (tree, bytes) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
+            Message::Entries { tree, bytes }
+        }
+    };
+    Ok((header, msg))
+}
+
+/// The buffer was too small for the header and message fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BufferTooSmall;
+
+/// Writes one datagram into a caller's buffer: header and kind first, then items while they fit.
+pub struct Encoder<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl<'b> Encoder<'b> {
+    /// Starts a datagram of `kind` in `buf`. The caller limits `buf` to the maximum datagram size
+    /// (less [`TAG_RESERVE`] when datagrams are authenticated).
+    pub fn new(buf: &'b mut [u8], header: &Header, kind: Kind) -> Result<Self, BufferTooSmall> {
+        let mut e = Encoder { buf, pos: 0 };
+        if !e.push(header) || !e.push(&(kind as u8)) {
+            return Err(BufferTooSmall);
+        }
+        Ok(e)
+    }
+
+    /// Appends `value` if it fits entirely; otherwise writes nothing and returns false.
+    pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> bool {
+        let Some(room) = self.buf.get_mut(self.pos..) else {
+            return false;
+        };
+        match postcard::to_slice(value, room) {
+            Ok(written) => {
+                self.pos += written.len();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Appends raw bytes if they fit entirely.
+    pub fn push_raw(&mut self, bytes: &[u8]) -> bool {
+        let end = self.pos + bytes.len();
+        match self.buf.get_mut(self.pos..end) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.pos = end;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.pos
+    }
+
+    /// Whether nothing has been written (never true after [`Encoder::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.pos == 0
+    }
+
+    /// Bytes still free.
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Overwrites two bytes at `at` (a group's count, once its summaries are written).
+    pub fn patch_u16(&mut self, at: usize, value: u16) {
+        if let Some(dst) = self.buf.get_mut(at..at + 2) {
+            dst.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// Ends the datagram, returning its length.
+    pub fn finish(self) -> usize {
+        self.pos
+    }
+}
+
+/// Encodes a whole message: the inverse of [`decode`].
+pub fn encode(header: &Header, msg: &Message<'_>, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    let mut e = Encoder::new(buf, header, msg.kind())?;
+    let ok = match msg {
+        Message::Root(m) => e.push(m),
+        Message::Digests { tree, items } => e.push(tree) && e.push_raw(items.as_bytes()),
+        Message::Listing { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
+        Message::Fetch { tree, hashes } => e.push(tree) && e.push_raw(hashes.as_bytes()),
+        Message::Entries { tree, bytes } => e.push(tree) && e.push_raw(bytes),
+    };
+    if ok {
+        Ok(e.finish())
+    } else {
+        Err(BufferTooSmall)
+    }
+}
+
+/// Largest header plus kind byte.
+pub const HEADER_MAX: usize = Header::POSTCARD_MAX_SIZE + 1;
+/// Largest root datagram.
+pub const ROOT_MAX: usize = HEADER_MAX + RootMsg::POSTCARD_MAX_SIZE;
+/// Largest fixed prefix of a list datagram (header, kind, tree id).
+pub const LIST_PREFIX_MAX: usize = HEADER_MAX + TreeId::POSTCARD_MAX_SIZE;
+
+// Every fixed-size message, and at least one item of every list, fits the smallest datagram we accept.
+const _: () = assert!(ROOT_MAX + TAG_RESERVE <= MIN_DATAGRAM);
+const _: () =
+    assert!(LIST_PREFIX_MAX + DigestItem::POSTCARD_MAX_SIZE + TAG_RESERVE <= MIN_DATAGRAM);
+const _: () = assert!(
+    LIST_PREFIX_MAX + GroupHead::POSTCARD_MAX_SIZE + Summary::POSTCARD_MAX_SIZE + TAG_RESERVE
+        <= MIN_DATAGRAM
+);
