@@ -392,7 +392,7 @@ where
         let hash = self.hash(entry.key);
         self.clock = self.clock.max(entry.version.major);
         if let Some(ours) = self.table.get(hash) {
-            if ours.version >= entry.version {
+            if !wins(entry, ours) {
                 self.stats.stale += 1;
                 return Ok(MergeOutcome::Stale);
             }
@@ -402,18 +402,26 @@ where
                 return Err(EntryError::ValueTooLong)
             }
             WireValue::Live(v) => (Some(V::from_slice(v).ok_or(EntryError::ValueTooLong)?), now),
+            WireValue::Deleted { age_ms } if age_ms >= self.config.tombstone_grace.as_millis() => {
+                // Expired in transit: delete what it supersedes, keep nothing.
+                return Ok(match self.table.remove(hash) {
+                    Some(old) => {
+                        self.tree.remove(hash, old.digest);
+                        self.live -= usize::from(old.value.is_some());
+                        self.stats.applied += 1;
+                        self.stats.collected += 1;
+                        MergeOutcome::Applied
+                    }
+                    None => {
+                        self.stats.stale += 1;
+                        MergeOutcome::Stale
+                    }
+                });
+            }
             WireValue::Deleted { age_ms } => {
                 (None, now.saturating_sub(Duration::from_millis(age_ms)))
             }
         };
-        if value.is_none()
-            && deleted_at + self.config.tombstone_grace <= now
-            && self.table.get(hash).is_none()
-        {
-            // An expired tombstone for a key we never had: nothing to delete, nothing to keep.
-            self.stats.stale += 1;
-            return Ok(MergeOutcome::Stale);
-        }
         let key = K::from_slice(entry.key).ok_or(EntryError::KeyTooLong)?;
         match self.store(now, key, entry.version, value, deleted_at) {
             Ok(()) => {
@@ -460,6 +468,20 @@ where
     /// The 32-byte root of the digest tree.
     pub fn root(&self) -> crate::tree::Root {
         self.tree.root()
+    }
+}
+
+/// Whether `incoming` beats `ours`: a newer version, or, for equal versions (which a correct writer never
+/// reuses), a deterministic order on the payload so merging stays commutative even then.
+fn wins<K: ByteBuf, V: ByteBuf>(incoming: &WireEntry<'_>, ours: &Record<K, V>) -> bool {
+    match incoming.version.cmp(&ours.version) {
+        core::cmp::Ordering::Greater => true,
+        core::cmp::Ordering::Less => false,
+        core::cmp::Ordering::Equal => match (incoming.value, ours.value()) {
+            (WireValue::Live(a), Some(b)) => a > b,
+            (WireValue::Live(_), None) => true,
+            (WireValue::Deleted { .. }, _) => false,
+        },
     }
 }
 
@@ -536,5 +558,203 @@ where
             rest = after;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::tree_size;
+    use crate::ClusterId;
+    use quickcheck::QuickCheck;
+    use std::vec::Vec;
+
+    type Map = HeaplessData<64, 16, 16, { tree_size(1) }>;
+
+    fn key() -> DigestKey {
+        DigestKey::from_cluster(ClusterId(*b"test"))
+    }
+
+    fn map(id: u64) -> Map {
+        Map::new_heapless(DataConfig::default(), NodeId(id), 0, key()).unwrap()
+    }
+
+    /// A write as generated: key index, counter, writer, delete. The value is a function of the
+    /// version, as for real writes: equal versions are the same write.
+    type Write = (u8, u8, u8, bool);
+
+    fn apply(m: &mut Map, w: Write) {
+        let (k, counter, writer, delete) = w;
+        let key = [b'k', k % 8];
+        let version = Version::new(u64::from(counter), u64::from(writer % 4), 0);
+        let value = [counter, writer % 4];
+        let value = if delete {
+            WireValue::Deleted { age_ms: 0 }
+        } else {
+            WireValue::Live(&value)
+        };
+        m.merge(
+            Instant::ZERO,
+            &WireEntry {
+                key: &key,
+                version,
+                value,
+            },
+        )
+        .unwrap();
+    }
+
+    fn state(m: &Map) -> Vec<(Vec<u8>, Version, Option<Vec<u8>>)> {
+        let mut v: Vec<_> = m
+            .records()
+            .map(|r| (r.key().to_vec(), r.version(), r.value().map(|v| v.to_vec())))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn merged(parts: &[&[Write]]) -> Map {
+        let mut m = map(9);
+        for p in parts {
+            for &w in p.iter() {
+                apply(&mut m, w);
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn merge_is_commutative_associative_idempotent() {
+        fn prop(a: Vec<Write>, b: Vec<Write>, c: Vec<Write>) -> bool {
+            let ab = merged(&[&a, &b]);
+            let ba = merged(&[&b, &a]);
+            let ab_c = merged(&[&a, &b, &c]);
+            let a_cb = merged(&[&a, &c, &b]);
+            let c_ba = merged(&[&c, &b, &a]);
+            let aa = merged(&[&a, &a]);
+            state(&ab) == state(&ba)
+                && ab.root() == ba.root()
+                && state(&ab_c) == state(&a_cb)
+                && state(&ab_c) == state(&c_ba)
+                && ab_c.root() == c_ba.root()
+                && state(&aa) == state(&merged(&[&a]))
+        }
+        QuickCheck::new()
+            .tests(500)
+            .quickcheck(prop as fn(Vec<Write>, Vec<Write>, Vec<Write>) -> bool);
+    }
+
+    #[test]
+    fn incremental_root_equals_rebuilt_root() {
+        fn prop(writes: Vec<(u8, u8, bool)>, then: Vec<Write>) -> bool {
+            let mut m = map(1);
+            let mut now = Instant::ZERO;
+            for (k, len, delete) in writes {
+                now = now + Duration::from_millis(1);
+                let key = [b'k', k % 16];
+                if delete {
+                    m.delete(now, &key).unwrap();
+                } else {
+                    m.set(now, &key, &[k; 16][..usize::from(len % 17)]).unwrap();
+                }
+            }
+            for w in then {
+                apply(&mut m, w);
+            }
+            // Rebuild from scratch from the final records.
+            let mut fresh = map(2);
+            for r in m.records() {
+                let value = match r.value() {
+                    Some(v) => WireValue::Live(v),
+                    None => WireValue::Deleted { age_ms: 0 },
+                };
+                fresh
+                    .merge(
+                        now,
+                        &WireEntry {
+                            key: r.key(),
+                            version: r.version(),
+                            value,
+                        },
+                    )
+                    .unwrap();
+            }
+            fresh.root() == m.root() && fresh.len() == m.len()
+        }
+        QuickCheck::new()
+            .tests(500)
+            .quickcheck(prop as fn(Vec<(u8, u8, bool)>, Vec<Write>) -> bool);
+    }
+
+    #[test]
+    fn local_writes_are_bounded_and_versioned() {
+        let mut m = map(7);
+        let t = Instant::ZERO;
+        assert_eq!(m.set(t, &[0; 17], b"v"), Err(DataError::KeyTooLong));
+        assert_eq!(m.set(t, b"k", &[0; 17]), Err(DataError::ValueTooLong));
+        let v1 = m.set(t, b"k", b"one").unwrap();
+        let v2 = m.set(t, b"k", b"two").unwrap();
+        assert!(v2 > v1 && v2.minor == 7);
+        assert_eq!(m.get(b"k"), Some(&b"two"[..]));
+        assert_eq!(m.delete(t, b"missing"), Ok(None));
+        for i in 0..63u8 {
+            m.set(t, &[i, 1], b"x").unwrap();
+        }
+        assert_eq!(m.set(t, b"new", b"x"), Err(DataError::Full));
+        assert_eq!(m.len(), 64);
+        // A peer's newer write moves our clock past it.
+        let theirs = Version::new(1000, 3, 0);
+        m.merge(
+            t,
+            &WireEntry {
+                key: b"k",
+                version: theirs,
+                value: WireValue::Live(b"z"),
+            },
+        )
+        .unwrap();
+        assert!(m.set(t, b"k", b"mine").unwrap() > theirs);
+    }
+
+    #[test]
+    fn tombstones_are_collected_after_grace_and_expired_ones_not_stored() {
+        let cfg = DataConfig {
+            tombstone_grace: Duration::from_secs(10),
+            ..DataConfig::default()
+        };
+        let mut m = Map::new_heapless(cfg, NodeId(1), 0, key()).unwrap();
+        let empty = m.root();
+        let t0 = Instant::from_millis(100_000);
+        m.set(t0, b"k", b"v").unwrap();
+        m.delete(t0, b"k").unwrap();
+        assert_eq!(m.records().count(), 1);
+        assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        m.collect(t0 + Duration::from_secs(9));
+        assert_eq!(m.records().count(), 1);
+        m.collect(t0 + Duration::from_secs(10));
+        assert_eq!(m.records().count(), 0);
+        assert_eq!(m.root(), empty);
+        assert_eq!(m.stats().collected, 1);
+        // A tombstone that aged out in transit is not stored for a key we never had.
+        let old = WireEntry {
+            key: b"x",
+            version: Version::new(5, 2, 0),
+            value: WireValue::Deleted { age_ms: 20_000 },
+        };
+        assert_eq!(m.merge(t0, &old), Ok(MergeOutcome::Stale));
+        assert_eq!(m.records().count(), 0);
+        // ...but it still deletes an older live value, and is collected at once.
+        m.merge(
+            t0,
+            &WireEntry {
+                key: b"x",
+                version: Version::new(4, 2, 0),
+                value: WireValue::Live(b"v"),
+            },
+        )
+        .unwrap();
+        assert_eq!(m.merge(t0, &old), Ok(MergeOutcome::Applied));
+        assert_eq!(m.get(b"x"), None);
+        assert_eq!(m.records().count(), 0);
     }
 }

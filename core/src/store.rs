@@ -194,6 +194,9 @@ mod hashed {
             self.limit
         }
         fn first_in(&self, from: u64, to: u64) -> Option<(u64, &V)> {
+            if from > to {
+                return None;
+            }
             let &h = self.order.range(from..=to).next()?;
             self.map.get(&h).map(|v| (h, v))
         }
@@ -227,6 +230,7 @@ mod tests {
         assert_eq!(t.first_in(0, u64::MAX), Some((10, &1)));
         assert_eq!(t.first_in(11, 30), Some((20, &22)));
         assert_eq!(t.first_in(31, 98), None);
+        assert_eq!(t.first_in(31, 30), None);
         assert_eq!(t.first_in(31, u64::MAX), Some((99, &9)));
         t.retain(|h, _| h != 10);
         assert_eq!(t.first_in(0, 25), Some((20, &22)));

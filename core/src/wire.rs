@@ -528,3 +528,211 @@ const _: () = assert!(
     LIST_PREFIX_MAX + GroupHead::POSTCARD_MAX_SIZE + Summary::POSTCARD_MAX_SIZE + TAG_RESERVE
         <= MIN_DATAGRAM
 );
+
+/// Counts of rejected datagrams by reason, for a node's statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Rejects {
+    /// [`WireError::Truncated`].
+    pub truncated: u64,
+    /// [`WireError::Oversized`].
+    pub oversized: u64,
+    /// [`WireError::BadMagic`].
+    pub bad_magic: u64,
+    /// [`WireError::UnsupportedProtocol`].
+    pub unsupported_protocol: u64,
+    /// [`WireError::ForeignCluster`].
+    pub foreign_cluster: u64,
+    /// [`WireError::UnknownKind`].
+    pub unknown_kind: u64,
+    /// [`WireError::Malformed`].
+    pub malformed: u64,
+}
+
+impl Rejects {
+    /// Counts one rejection.
+    pub fn count(&mut self, e: WireError) {
+        let c = match e {
+            WireError::Truncated => &mut self.truncated,
+            WireError::Oversized => &mut self.oversized,
+            WireError::BadMagic => &mut self.bad_magic,
+            WireError::UnsupportedProtocol => &mut self.unsupported_protocol,
+            WireError::ForeignCluster => &mut self.foreign_cluster,
+            WireError::UnknownKind => &mut self.unknown_kind,
+            WireError::Malformed => &mut self.malformed,
+        };
+        *c = c.saturating_add(1);
+    }
+
+    /// All rejections.
+    pub fn total(&self) -> u64 {
+        [
+            self.truncated,
+            self.oversized,
+            self.bad_magic,
+            self.unsupported_protocol,
+            self.foreign_cluster,
+            self.unknown_kind,
+            self.malformed,
+        ]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quickcheck::{QuickCheck, TestResult};
+
+    const C: ClusterId = ClusterId(*b"test");
+
+    fn header() -> Header {
+        Header::new(C, NodeId(42))
+    }
+
+    fn qc() -> QuickCheck {
+        QuickCheck::new().tests(2000)
+    }
+
+    #[test]
+    fn decode_never_panics_on_arbitrary_bytes() {
+        fn prop(bytes: std::vec::Vec<u8>) -> bool {
+            let _ = decode(&bytes, C, DEFAULT_MAX_DATAGRAM);
+            true
+        }
+        qc().quickcheck(prop as fn(std::vec::Vec<u8>) -> bool);
+    }
+
+    #[test]
+    fn decode_never_panics_on_mutated_valid_datagrams() {
+        fn prop(seed: std::vec::Vec<u8>, at: usize, byte: u8, cut: usize) -> TestResult {
+            let mut buf = [0u8; DEFAULT_MAX_DATAGRAM];
+            let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
+            e.push(&TreeId::DATA);
+            let count = seed.len().min(20) as u16;
+            e.push(&GroupHead {
+                node: 3,
+                part: None,
+                count: count.to_le_bytes(),
+            });
+            for (i, b) in seed.iter().take(20).enumerate() {
+                e.push(&Summary {
+                    hash: [*b; 8],
+                    version: Version::new(i as u64, 1, 0),
+                });
+            }
+            let len = e.finish();
+            let mut bytes = buf[..len].to_vec();
+            let i = at % len;
+            bytes[i] ^= byte;
+            bytes.truncate(len - cut % len);
+            let _ = decode(&bytes, C, DEFAULT_MAX_DATAGRAM);
+            TestResult::passed()
+        }
+        qc().quickcheck(prop as fn(std::vec::Vec<u8>, usize, u8, usize) -> TestResult);
+    }
+
+    #[test]
+    fn round_trips() {
+        fn prop(
+            count: u64,
+            root: std::vec::Vec<u8>,
+            reply: bool,
+            nodes: std::vec::Vec<u32>,
+        ) -> bool {
+            let mut r = [0u8; 32];
+            for (d, s) in r.iter_mut().zip(root.iter()) {
+                *d = *s;
+            }
+            let m = Message::Root(RootMsg {
+                tree: TreeId::DATA,
+                depth: 3,
+                count,
+                root: r,
+                reply,
+            });
+            let mut buf = [0u8; DEFAULT_MAX_DATAGRAM];
+            let len = encode(&header(), &m, &mut buf).unwrap();
+            let (h, back) = decode(&buf[..len], C, DEFAULT_MAX_DATAGRAM).unwrap();
+            if h != header() || back != m {
+                return false;
+            }
+            // A list message: packs items until full, and decodes to the same items.
+            let mut e = Encoder::new(&mut buf, &header(), Kind::Digests).unwrap();
+            e.push(&TreeId::MEMBERS);
+            let mut written = std::vec::Vec::new();
+            for &n in &nodes {
+                let item = DigestItem {
+                    node: n,
+                    digests: [[n as u8; 8]; 16],
+                };
+                if !e.push(&item) {
+                    break;
+                }
+                written.push(item);
+            }
+            let len = e.finish();
+            let Ok((_, m @ Message::Digests { tree, items })) =
+                decode(&buf[..len], C, DEFAULT_MAX_DATAGRAM)
+            else {
+                return false;
+            };
+            let mut again = [0u8; DEFAULT_MAX_DATAGRAM];
+            let len2 = encode(&header(), &m, &mut again).unwrap();
+            tree == TreeId::MEMBERS
+                && items.into_iter().collect::<std::vec::Vec<_>>() == written
+                && buf[..len] == again[..len2]
+        }
+        qc().quickcheck(prop as fn(u64, std::vec::Vec<u8>, bool, std::vec::Vec<u32>) -> bool);
+    }
+
+    #[test]
+    fn bad_datagrams_get_typed_errors() {
+        let mut buf = [0u8; 256];
+        let m = Message::Fetch {
+            tree: TreeId::DATA,
+            hashes: Items {
+                bytes: &[1, 2, 3, 4, 5, 6, 7, 8],
+                _t: PhantomData,
+            },
+        };
+        let len = encode(&header(), &m, &mut buf).unwrap();
+        let good = &buf[..len];
+        assert!(decode(good, C, DEFAULT_MAX_DATAGRAM).is_ok());
+        assert_eq!(decode(&good[..2], C, 1200), Err(WireError::Truncated));
+        assert_eq!(decode(&good[..6], C, 1200), Err(WireError::Truncated));
+        assert_eq!(decode(&good[..len - 3], C, 1200), Err(WireError::Malformed));
+        assert_eq!(
+            decode(good, ClusterId(*b"othr"), 1200),
+            Err(WireError::ForeignCluster)
+        );
+        assert_eq!(decode(good, C, len - 1), Err(WireError::Oversized));
+        assert_eq!(decode(b"GET / HTTP/1.1", C, 1200), Err(WireError::BadMagic));
+        let mut v = good.to_vec();
+        v[2] = PROTOCOL + 1;
+        assert_eq!(decode(&v, C, 1200), Err(WireError::UnsupportedProtocol));
+        let mut v = good.to_vec();
+        let kind_at = len - 10;
+        v[kind_at] = 99;
+        assert_eq!(decode(&v, C, 1200), Err(WireError::UnknownKind));
+        let mut r = Rejects::default();
+        r.count(WireError::Truncated);
+        r.count(WireError::ForeignCluster);
+        assert_eq!((r.truncated, r.foreign_cluster, r.total()), (1, 1, 2));
+    }
+
+    #[test]
+    fn listing_ranges_must_be_ordered() {
+        let mut buf = [0u8; 256];
+        let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
+        e.push(&TreeId::DATA);
+        e.push(&GroupHead {
+            node: 1,
+            part: Some((9u64.to_be_bytes(), 3u64.to_be_bytes())),
+            count: [0, 0],
+        });
+        let len = e.finish();
+        assert_eq!(decode(&buf[..len], C, 1200), Err(WireError::Malformed));
+    }
+}

@@ -1,0 +1,8 @@
+//! tidings-sim: a deterministic simulator and benchmark harness for tidings.
+//!
+//! Everything here drives the real core state machines through their sans-IO API, with virtual time and
+//! a seeded network, so every run is reproducible from its seed.
+
+pub mod pair;
+pub mod reconcile;
+pub mod rng;

@@ -1,0 +1,126 @@
+//! The reconciliation benchmark: two replicas of `keys` keys that differ in `diff`, repaired through the
+//! real message path.
+
+use crate::pair::{self, Link, Peer};
+use crate::rng::Rng;
+use serde::Serialize;
+use tidings::data::{AllocData, DataConfig, WireEntry, WireValue};
+use tidings::sync::SyncConfig;
+use tidings::tree::depth_for;
+use tidings::wire::TreeId;
+use tidings::{DigestKey, Duration, Instant, NodeId, Version};
+
+/// Parameters of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    /// Keys in each replica.
+    pub keys: u64,
+    /// Keys changed on one side only.
+    pub diff: u64,
+    /// Bytes per value.
+    pub value_bytes: usize,
+    /// Seed of keys, values, the choice of differing keys and losses.
+    pub seed: u64,
+    /// Datagram loss probability.
+    pub loss: f64,
+    /// Tree depth; `None` picks one for about 16 keys per leaf.
+    pub depth: Option<u8>,
+}
+
+/// The report, one JSON object with exactly these fields.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Report {
+    /// Keys per replica.
+    pub keys: u64,
+    /// Differing keys.
+    pub diff: u64,
+    /// Bytes of all datagrams that carried no entry: the cost of finding the differences.
+    pub identify_bytes: u64,
+    /// Encoded size of the entries shipped.
+    pub payload_bytes: u64,
+    /// Everything on the wire.
+    pub total_bytes: u64,
+    /// Request/response exchanges on the longest causal chain.
+    pub round_trips: u32,
+    /// Datagrams sent.
+    pub datagrams: u64,
+    /// Largest datagram.
+    pub max_datagram: usize,
+    /// Whether both roots and both maps are equal afterwards.
+    pub converged: bool,
+}
+
+fn key_of(i: u64) -> Vec<u8> {
+    format!("key-{i:08}").into_bytes()
+}
+
+/// Builds the two replicas and reconciles them.
+pub fn run(p: Params) -> Report {
+    let digest_key = DigestKey::from_cluster(pair::CLUSTER);
+    let depth = p.depth.unwrap_or_else(|| depth_for(p.keys, 16));
+    let config = DataConfig {
+        max_value_len: p.value_bytes.max(1024),
+        ..DataConfig::default()
+    };
+    let make = |id| {
+        AllocData::with_depth(config, NodeId(id), 0, digest_key, depth, usize::MAX)
+            .expect("valid depth")
+    };
+    let (mut a, mut b) = (make(1), make(2));
+    let mut rng = Rng::new(p.seed);
+    let mut value = vec![0u8; p.value_bytes];
+    let now = Instant::from_millis(0);
+    for i in 0..p.keys {
+        rng.fill(&mut value);
+        let entry = WireEntry {
+            key: &key_of(i),
+            version: Version::new(1 + i, 0, 0),
+            value: WireValue::Live(&value),
+        };
+        a.merge(now, &entry).expect("fits");
+        b.merge(now, &entry).expect("fits");
+    }
+    // Distinct keys, each changed on one side.
+    let mut chosen = std::collections::HashSet::new();
+    while (chosen.len() as u64) < p.diff.min(p.keys) {
+        chosen.insert(rng.below(p.keys));
+    }
+    let mut chosen: Vec<u64> = chosen.into_iter().collect();
+    chosen.sort_unstable();
+    for (n, i) in chosen.into_iter().enumerate() {
+        rng.fill(&mut value);
+        let side = if n % 2 == 0 { &mut a } else { &mut b };
+        side.set(now, &key_of(i), &value).expect("fits");
+    }
+    let sync = SyncConfig::default();
+    let mut pa = Peer::new(1, a, sync);
+    let mut pb = Peer::new(2, b, sync);
+    let link = Link {
+        latency: Duration::from_millis(1),
+        loss: p.loss,
+        max_datagram: sync.max_datagram,
+    };
+    let (t, _) = pair::reconcile(&mut pa, &mut pb, TreeId::DATA, link, &mut rng, 100, now);
+    let converged =
+        pa.replica.root() == pb.replica.root() && same_records(&pa.replica, &pb.replica);
+    Report {
+        keys: p.keys,
+        diff: p.diff,
+        identify_bytes: t.identify_bytes,
+        payload_bytes: t.payload_bytes,
+        total_bytes: t.bytes,
+        round_trips: t.round_trips,
+        datagrams: t.datagrams,
+        max_datagram: t.max_datagram,
+        converged,
+    }
+}
+
+/// Whether two maps hold the same records (key, version, value or tombstone).
+pub fn same_records(a: &AllocData, b: &AllocData) -> bool {
+    a.records().count() == b.records().count()
+        && a.records().all(|r| {
+            b.record(r.key())
+                .is_some_and(|o| o.version() == r.version() && o.value() == r.value())
+        })
+}
