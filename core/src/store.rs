@@ -3,7 +3,7 @@
 //! Every replicated table in tidings is a [`Table`] keyed by the keyed hash of its key, which is also
 //! how entries are named on the wire. Two backends ship with the crate:
 //! - [`HeaplessTable`]: fixed capacity chosen by a const generic, no allocator (microcontrollers);
-//! - [`HashTable`](crate::store::HashTable) (feature `alloc`): hashbrown plus an ordered index, for
+//! - `HashTable` (feature `alloc`): hashbrown plus an ordered index, for
 //!   servers with millions of entries, optionally capped.
 //!
 //! A full table refuses new entries with [`Full`]; it never grows past its bound.

@@ -1,0 +1,84 @@
+//! Digest-tree throughput: updates per second on the hashbrown backend, and a from-scratch build of
+//! 1,000,000 keys.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::hint::black_box;
+use tidings::data::{AllocData, DataConfig, WireEntry, WireValue};
+use tidings::tree::{depth_for, Tree};
+use tidings::{ClusterId, DigestKey, Instant, NodeId, Version};
+
+const KEYS: u64 = 1_000_000;
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key-{i:08}").into_bytes()
+}
+
+fn build(n: u64) -> AllocData {
+    let dk = DigestKey::from_cluster(ClusterId(*b"bnch"));
+    let mut m = AllocData::with_depth(
+        DataConfig::default(),
+        NodeId(1),
+        0,
+        dk,
+        depth_for(n, 16),
+        usize::MAX,
+    )
+    .unwrap();
+    for i in 0..n {
+        let e = WireEntry {
+            key: &key(i),
+            version: Version::new(i + 1, 2, 0),
+            value: WireValue::Live(b"0123456789abcdef"),
+        };
+        m.merge(Instant::ZERO, &e).unwrap();
+    }
+    m
+}
+
+fn updates(c: &mut Criterion) {
+    let dk = DigestKey::from_cluster(ClusterId(*b"bnch"));
+    let mut g = c.benchmark_group("tree_update");
+    g.throughput(Throughput::Elements(1));
+
+    // The tree alone: re-version one entry (remove old digest, add new) in a depth-4 tree.
+    let mut tree = Tree::new(vec![0u64; tidings::tree::tree_size(4)]).unwrap();
+    let mut i = 0u64;
+    g.bench_function("digest_tree_replace_depth4", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let old = dk.entry_digest(h, Version::new(i, 1, 0));
+            let new = dk.entry_digest(h, Version::new(i + 1, 1, 0));
+            tree.replace(black_box(h), old, new);
+        })
+    });
+
+    // A whole local write: key hash, table lookup, new version, digest, tree update.
+    let mut map = build(KEYS);
+    let mut n = 0u64;
+    g.bench_function("data_set_existing_key_1m", |b| {
+        b.iter(|| {
+            n = (n + 7919) % KEYS;
+            map.set(Instant::ZERO, &key(n), b"fedcba9876543210")
+                .unwrap();
+        })
+    });
+    g.finish();
+}
+
+fn full_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tree_build");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(KEYS));
+    g.bench_function("build_1m_keys", |b| {
+        b.iter_batched(
+            || (),
+            |_| black_box(build(KEYS)).root(),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, updates, full_build);
+criterion_main!(benches);
