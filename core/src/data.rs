@@ -46,7 +46,7 @@ pub struct DataConfig {
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
-            max_key_len: 128,
+            max_key_len: 64,
             max_value_len: 1024,
             tombstone_grace: Duration::from_secs(24 * 3600),
         }
@@ -365,7 +365,7 @@ where
         match old {
             Some(old) => {
                 self.tree.replace(hash, old.digest, digest);
-                self.live -= usize::from(old.value.is_some());
+                self.live = self.live.saturating_sub(usize::from(old.value.is_some()));
             }
             None => self.tree.insert(hash, digest),
         }
@@ -407,7 +407,7 @@ where
                 return Ok(match self.table.remove(hash) {
                     Some(old) => {
                         self.tree.remove(hash, old.digest);
-                        self.live -= usize::from(old.value.is_some());
+                        self.live = self.live.saturating_sub(usize::from(old.value.is_some()));
                         self.stats.applied += 1;
                         self.stats.collected += 1;
                         MergeOutcome::Applied

@@ -8,6 +8,7 @@
 //!
 //! # Modules
 //! - [`time`]: the caller's millisecond clock as [`Instant`] and [`Duration`].
+//! - [`config`]: a node's settings and their validation.
 //! - [`wire`]: datagram header, messages, and their bounded postcard encoding.
 //! - [`tree`]: the fixed-shape digest tree whose 32-byte roots say whether two replicas agree.
 //! - [`sync`]: the anti-entropy [`sync::Engine`] that drills down differing trees and ships only the
@@ -39,6 +40,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod config;
 pub mod data;
 pub mod hash;
 mod id;

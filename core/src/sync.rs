@@ -715,3 +715,134 @@ impl<R: Replica> Iterator for OursFrom<'_, R> {
         Some((h, v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DataConfig, HeaplessData};
+    use crate::tree::tree_size;
+    use crate::wire::{decode, DEFAULT_MAX_DATAGRAM};
+    use crate::{ClusterId, DigestKey, NodeId};
+    use std::vec::Vec;
+
+    type Map = HeaplessData<256, 16, 64, { tree_size(1) }>;
+    const C: ClusterId = ClusterId(*b"test");
+
+    fn map(id: u64, keys: core::ops::Range<u32>) -> Map {
+        let mut m = Map::new_heapless(
+            DataConfig::default(),
+            NodeId(id),
+            0,
+            DigestKey::from_cluster(C),
+        )
+        .unwrap();
+        for i in keys {
+            m.set(Instant::ZERO, std::format!("key{i}").as_bytes(), &[7; 60])
+                .unwrap();
+        }
+        m
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, n], 1))
+    }
+
+    /// Drains every datagram `engine` will send at `now`.
+    fn drain<const T: usize>(engine: &mut Engine<T>, m: &Map, now: Instant) -> Vec<Vec<u8>> {
+        let header = Header::new(C, NodeId(1));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Some(t) = engine.poll_transmit(now, &header, m, &mut buf) {
+            assert!(t.len <= DEFAULT_MAX_DATAGRAM - TAG_RESERVE);
+            out.push(buf[..t.len].to_vec());
+        }
+        out
+    }
+
+    fn deliver<const T: usize>(
+        engine: &mut Engine<T>,
+        m: &mut Map,
+        from: u8,
+        datagrams: &[Vec<u8>],
+    ) {
+        for d in datagrams {
+            let (_, msg) = decode(d, C, DEFAULT_MAX_DATAGRAM).unwrap();
+            engine.handle(Instant::ZERO, addr(from), &msg, m).unwrap();
+        }
+    }
+
+    #[test]
+    fn equal_replicas_exchange_one_root_each_way() {
+        let (mut a, mut b) = (map(1, 0..50), map(1, 0..50));
+        let (mut ea, mut eb): (Engine, Engine) = (
+            Engine::new(SyncConfig::default()),
+            Engine::new(SyncConfig::default()),
+        );
+        assert!(ea.start(addr(2), TreeId::DATA));
+        let to_b = drain(&mut ea, &a, Instant::ZERO);
+        deliver(&mut eb, &mut b, 1, &to_b);
+        let to_a = drain(&mut eb, &b, Instant::ZERO);
+        deliver(&mut ea, &mut a, 2, &to_a);
+        assert_eq!((to_b.len(), to_a.len()), (1, 1));
+        assert!(drain(&mut ea, &a, Instant::ZERO).is_empty());
+        assert_eq!((ea.stats().in_sync, eb.stats().in_sync), (1, 1));
+        assert!(to_b[0].len() + to_a[0].len() <= 160);
+    }
+
+    #[test]
+    fn long_answers_are_paced_and_complete() {
+        // B lacks everything: A's listings of 200 keys, then 200 entries of ~80 bytes, must go out
+        // at most `burst` at once and then at the configured rate.
+        let config = SyncConfig {
+            burst: 4,
+            datagrams_per_sec: 1000,
+            ..SyncConfig::default()
+        };
+        let (mut a, mut b) = (map(1, 0..200), map(2, 0..0));
+        let (mut ea, mut eb): (Engine, Engine) = (Engine::new(config), Engine::new(config));
+        ea.start(addr(2), TreeId::DATA);
+        let mut now = Instant::from_millis(10);
+        let mut bursts = Vec::new();
+        for _ in 0..200 {
+            let to_b = drain(&mut ea, &a, now);
+            let to_a = drain(&mut eb, &b, now);
+            bursts.push(to_b.len());
+            bursts.push(to_a.len());
+            deliver(&mut eb, &mut b, 1, &to_b);
+            deliver(&mut ea, &mut a, 2, &to_a);
+            match [ea.poll_timeout(), eb.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+            {
+                Some(t) => now = now.max(t).max(now + crate::Duration::from_millis(1)),
+                None => break,
+            }
+        }
+        assert!(bursts.iter().all(|&n| n <= 4), "{bursts:?}");
+        assert_eq!(a.root(), b.root());
+        assert_eq!(b.len(), 200);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_work_and_counts_it() {
+        let mut a = map(1, 0..10);
+        let mut e: Engine<2> = Engine::new(SyncConfig::default());
+        assert!(e.start(addr(2), TreeId::DATA));
+        assert!(e.start(addr(3), TreeId::DATA));
+        assert!(!e.start(addr(4), TreeId::DATA));
+        assert_eq!(e.stats().dropped, 1);
+        // Work refused for lack of room leaves the replica untouched.
+        let root = a.root();
+        let theirs = Message::Root(RootMsg {
+            tree: TreeId::DATA,
+            depth: 1,
+            count: 0,
+            root: [0; 32],
+            reply: true,
+        });
+        e.handle(Instant::ZERO, addr(5), &theirs, &mut a).unwrap();
+        assert_eq!(e.stats().dropped, 2);
+        assert_eq!(a.root(), root);
+    }
+}

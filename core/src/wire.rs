@@ -483,13 +483,6 @@ impl<'b> Encoder<'b> {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    /// Overwrites two bytes at `at` (a group's count, once its summaries are written).
-    pub fn patch_u16(&mut self, at: usize, value: u16) {
-        if let Some(dst) = self.buf.get_mut(at..at + 2) {
-            dst.copy_from_slice(&value.to_le_bytes());
-        }
-    }
-
     /// Ends the datagram, returning its length.
     pub fn finish(self) -> usize {
         self.pos
