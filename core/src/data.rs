@@ -23,6 +23,7 @@
 //! ```
 
 use crate::hash::{DigestKey, EntryDigest};
+use crate::indexed::{each_entry, Digested, Indexed};
 use crate::store::{ByteBuf, HeaplessTable, Table};
 use crate::sync::{Encoded, EntryError, Merged, Replica};
 use crate::tree::{BadTreeSize, Tree, TreeBuf};
@@ -109,6 +110,15 @@ impl<K: ByteBuf, V: ByteBuf> Record<K, V> {
     }
 }
 
+impl<K, V> Digested for Record<K, V> {
+    fn version(&self) -> Version {
+        self.version
+    }
+    fn digest(&self) -> EntryDigest {
+        self.digest
+    }
+}
+
 /// An entry as it travels in `Entries` messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEntry<'a> {
@@ -146,8 +156,7 @@ pub enum MergeOutcome {
 
 /// A replicated last-writer-wins map over a [`Table`] backend and a digest tree.
 pub struct DataMap<K, V, T, B> {
-    table: T,
-    tree: Tree<B>,
+    index: Indexed<T, B>,
     key: DigestKey,
     writer: NodeId,
     generation: u32,
@@ -243,9 +252,8 @@ where
         table: T,
         tree: B,
     ) -> Result<Self, DataError> {
-        let mut map = DataMap {
-            table,
-            tree: Tree::new(tree).map_err(DataError::BadTree)?,
+        Ok(DataMap {
+            index: Indexed::new(table, Tree::new(tree).map_err(DataError::BadTree)?),
             key,
             writer,
             generation,
@@ -255,9 +263,7 @@ where
             next_collect: None,
             stats: DataStats::default(),
             _kv: PhantomData,
-        };
-        map.table.retain(|_, _| false);
-        Ok(map)
+        })
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -271,19 +277,20 @@ where
 
     /// The record under `key`, live or tombstone.
     pub fn record(&self, key: &[u8]) -> Option<&Record<K, V>> {
-        self.table.get(self.hash(key)).filter(|r| &*r.key == key)
+        self.index.get(self.hash(key)).filter(|r| &*r.key == key)
     }
 
     /// Live entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.table
+        self.index
+            .table()
             .iter()
             .filter_map(|(_, r)| Some((r.key(), r.value()?)))
     }
 
     /// Every record, tombstones included.
     pub fn records(&self) -> impl Iterator<Item = &Record<K, V>> + '_ {
-        self.table.iter().map(|(_, r)| r)
+        self.index.table().iter().map(|(_, r)| r)
     }
 
     /// Number of live keys.
@@ -361,13 +368,8 @@ where
             deleted_at,
             digest,
         };
-        let old = self.table.insert(hash, record).map_err(|_| ())?;
-        match old {
-            Some(old) => {
-                self.tree.replace(hash, old.digest, digest);
-                self.live = self.live.saturating_sub(usize::from(old.value.is_some()));
-            }
-            None => self.tree.insert(hash, digest),
+        if let Some(old) = self.index.insert(hash, record).map_err(|_| ())? {
+            self.live = self.live.saturating_sub(usize::from(old.value.is_some()));
         }
         self.live += usize::from(is_live);
         if !is_live {
@@ -391,7 +393,7 @@ where
         }
         let hash = self.hash(entry.key);
         self.clock = self.clock.max(entry.version.major);
-        if let Some(ours) = self.table.get(hash) {
+        if let Some(ours) = self.index.get(hash) {
             if !wins(entry, ours) {
                 self.stats.stale += 1;
                 return Ok(MergeOutcome::Stale);
@@ -404,9 +406,8 @@ where
             WireValue::Live(v) => (Some(V::from_slice(v).ok_or(EntryError::ValueTooLong)?), now),
             WireValue::Deleted { age_ms } if age_ms >= self.config.tombstone_grace.as_millis() => {
                 // Expired in transit: delete what it supersedes, keep nothing.
-                return Ok(match self.table.remove(hash) {
+                return Ok(match self.index.remove(hash) {
                     Some(old) => {
-                        self.tree.remove(hash, old.digest);
                         self.live = self.live.saturating_sub(usize::from(old.value.is_some()));
                         self.stats.applied += 1;
                         self.stats.collected += 1;
@@ -442,14 +443,13 @@ where
         }
         let grace = self.config.tombstone_grace;
         let mut next: Option<Instant> = None;
-        let (tree, stats) = (&mut self.tree, &mut self.stats);
-        self.table.retain(|hash, r| {
+        let stats = &mut self.stats;
+        self.index.retain(|_, r| {
             if r.value.is_some() {
                 return true;
             }
             let due = r.deleted_at + grace;
             if due <= now {
-                tree.remove(hash, r.digest);
                 stats.collected += 1;
                 false
             } else {
@@ -467,7 +467,7 @@ where
 
     /// The 32-byte root of the digest tree.
     pub fn root(&self) -> crate::tree::Root {
-        self.tree.root()
+        self.index.tree().root()
     }
 }
 
@@ -495,19 +495,19 @@ where
     type Buf = B;
 
     fn tree(&self) -> &Tree<B> {
-        &self.tree
+        self.index.tree()
     }
 
     fn version_of(&self, hash: u64) -> Option<Version> {
-        self.table.get(hash).map(|r| r.version)
+        self.index.version_of(hash)
     }
 
     fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
-        self.table.first_in(from, to).map(|(h, r)| (h, r.version))
+        self.index.first_in(from, to)
     }
 
     fn encode_entry(&self, now: Instant, hash: u64, enc: &mut Encoder<'_>) -> Encoded {
-        let Some(r) = self.table.get(hash) else {
+        let Some(r) = self.index.get(hash) else {
             return Encoded::Missing;
         };
         let value = match &r.value {
@@ -529,34 +529,32 @@ where
     }
 
     fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError> {
-        let mut rest = bytes;
-        let mut n = 0;
-        while !rest.is_empty() {
-            let (e, after) = postcard::take_from_bytes::<WireEntry<'_>>(rest)
-                .map_err(|_| EntryError::Malformed)?;
-            if e.key.len() > self.config.max_key_len {
-                return Err(EntryError::KeyTooLong);
-            }
-            if matches!(e.value, WireValue::Live(v) if v.len() > self.config.max_value_len) {
-                return Err(EntryError::ValueTooLong);
-            }
-            rest = after;
-            n += 1;
-        }
-        Ok(n)
+        let c = &self.config;
+        each_entry(
+            bytes,
+            |e: WireEntry<'_>| match e.value {
+                _ if e.key.len() > c.max_key_len => Err(EntryError::KeyTooLong),
+                WireValue::Live(v) if v.len() > c.max_value_len => Err(EntryError::ValueTooLong),
+                _ => Ok(()),
+            },
+            EntryError::Malformed,
+        )
     }
 
     fn merge_entries(&mut self, now: Instant, bytes: &[u8]) -> Merged {
         let mut out = Merged::default();
-        let mut rest = bytes;
-        while let Ok((e, after)) = postcard::take_from_bytes::<WireEntry<'_>>(rest) {
-            match self.merge(now, &e) {
-                Ok(MergeOutcome::Applied) => out.applied += 1,
-                Ok(MergeOutcome::Stale) | Err(_) => out.stale += 1,
-                Ok(MergeOutcome::Full) => out.full += 1,
-            }
-            rest = after;
-        }
+        let _ = each_entry(
+            bytes,
+            |e: WireEntry<'_>| {
+                match self.merge(now, &e) {
+                    Ok(MergeOutcome::Applied) => out.applied += 1,
+                    Ok(MergeOutcome::Stale) | Err(_) => out.stale += 1,
+                    Ok(MergeOutcome::Full) => out.full += 1,
+                }
+                Ok(())
+            },
+            (),
+        );
         out
     }
 }

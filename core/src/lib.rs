@@ -44,6 +44,7 @@ pub mod config;
 pub mod data;
 pub mod hash;
 mod id;
+pub mod indexed;
 pub mod pace;
 pub mod store;
 pub mod sync;
