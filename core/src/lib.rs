@@ -14,6 +14,7 @@
 //! - [`sync`]: the anti-entropy [`sync::Engine`] that drills down differing trees and ships only the
 //!   entries that differ, over any [`sync::Replica`].
 //! - [`data`]: the replicated last-writer-wins map.
+//! - [`members`]: the member table: statuses, generations, refutation and tombstones.
 //! - [`store`]: storage backends, heapless (fixed capacity) and hashbrown (feature `alloc`).
 //!
 //! # Design tenets
@@ -45,6 +46,7 @@ pub mod data;
 pub mod hash;
 mod id;
 pub mod indexed;
+pub mod members;
 pub mod pace;
 pub mod store;
 pub mod sync;

@@ -189,3 +189,67 @@ fn heapless_replicas_reconcile_including_listings_that_span_datagrams() {
         assert!(t.max_datagram <= 512);
     }
 }
+
+#[test]
+fn member_tables_reconcile_whatever_each_side_heard() {
+    use tidings::members::{AllocMembers, MembersConfig, Status, WireMember};
+    fn prop(
+        a_claims: Vec<(u16, u8, u8, u8)>,
+        b_claims: Vec<(u16, u8, u8, u8)>,
+        loss: u8,
+        seed: u64,
+    ) -> TestResult {
+        let dk = DigestKey::from_cluster(pair::CLUSTER);
+        let addr = |n: u16| std::net::SocketAddr::from(([10, 1, (n >> 8) as u8, n as u8], 7946));
+        let mk = |id: u16| {
+            AllocMembers::with_depth(
+                MembersConfig::default(),
+                dk,
+                2,
+                usize::MAX,
+                NodeId(u64::from(id)),
+                addr(id),
+                0,
+                b"",
+            )
+            .unwrap()
+        };
+        let status = |s: u8| {
+            [Status::Alive, Status::Suspect, Status::Dead, Status::Left][usize::from(s % 4)]
+        };
+        let (mut a, mut b) = (mk(60_000), mk(60_001));
+        let now = Instant::from_millis(1);
+        for (side, claims) in [(&mut a, &a_claims), (&mut b, &b_claims)] {
+            for &(id, g, v, s) in claims {
+                let meta = [g; 3];
+                let m = WireMember {
+                    id: NodeId(u64::from(id % 500)),
+                    addr: addr(id % 500),
+                    generation: u32::from(g % 3),
+                    version: u64::from(v % 5),
+                    status: status(s),
+                    // Metadata is a function of the claim's (generation, version), as for real members.
+                    meta: &meta[..usize::from(v % 5 % 3)],
+                    age_ms: 0,
+                };
+                let _ = side.merge(now, &m);
+            }
+        }
+        let sync = SyncConfig::default();
+        let (mut pa, mut pb) = (Peer::new(1, a, sync), Peer::new(2, b, sync));
+        let link = Link {
+            latency: Duration::from_millis(2),
+            loss: f64::from(loss % 25) / 100.0,
+            max_datagram: 1200,
+        };
+        let mut rng = Rng::new(seed);
+        let (t, _) = pair::reconcile(&mut pa, &mut pb, TreeId::MEMBERS, link, &mut rng, 200, now);
+        if pa.replica.root() != pb.replica.root() {
+            return TestResult::error(format!("member roots differ: {t:?}"));
+        }
+        TestResult::from_bool(t.max_datagram <= 1200 && t.rejected == 0)
+    }
+    QuickCheck::new().tests(100).quickcheck(
+        prop as fn(Vec<(u16, u8, u8, u8)>, Vec<(u16, u8, u8, u8)>, u8, u64) -> TestResult,
+    );
+}
