@@ -67,7 +67,14 @@ pub enum DataError {
     Full,
     /// The tree buffer's size is not a valid tree size.
     BadTree(BadTreeSize),
+    /// The Lamport counter reached its end; no newer version can be made.
+    ClockExhausted,
 }
+
+/// How far ahead of our Lamport counter a peer's version may be. Counters advance by one per write,
+/// so an honest cluster never comes near; a larger jump is refused so that one bad datagram cannot
+/// exhaust every replica's counter.
+pub const MAX_CLOCK_JUMP: u64 = 1 << 40;
 
 /// Counters of a [`DataMap`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,8 +97,8 @@ pub struct Record<K, V> {
     key: K,
     version: Version,
     value: Option<V>,
-    /// For tombstones: when the delete happened, on our clock.
-    deleted_at: Instant,
+    /// For tombstones: when it is collected, on our clock.
+    expires: Instant,
     digest: EntryDigest,
 }
 
@@ -243,7 +250,8 @@ where
     T: Table<Value = Record<K, V>>,
     B: TreeBuf,
 {
-    /// An empty map over `table` (which must be empty) and tree storage `tree`.
+    /// An empty map over `table` (emptied) and tree storage `tree`. Key and value limits are lowered to
+    /// what the key and value buffers hold.
     pub fn new(
         config: DataConfig,
         writer: NodeId,
@@ -252,6 +260,11 @@ where
         table: T,
         tree: B,
     ) -> Result<Self, DataError> {
+        let config = DataConfig {
+            max_key_len: config.max_key_len.min(K::CAPACITY),
+            max_value_len: config.max_value_len.min(V::CAPACITY),
+            ..config
+        };
         Ok(DataMap {
             index: Indexed::new(table, Tree::new(tree).map_err(DataError::BadTree)?),
             key,
@@ -341,8 +354,11 @@ where
             return Err(DataError::KeyTooLong);
         }
         let k = K::from_slice(key).ok_or(DataError::KeyTooLong)?;
-        let version = Version::new(self.clock.saturating_add(1), self.writer.0, self.generation);
-        self.store(now, k, version, value, now)
+        let counter = self.clock.checked_add(1).ok_or(DataError::ClockExhausted)?;
+        let version = Version::new(counter, self.writer.0, self.generation);
+        let expires = now + self.config.tombstone_grace;
+        let hash = self.hash(&k);
+        self.store(hash, k, version, value, expires)
             .map_err(|_| DataError::Full)?;
         self.clock = version.major;
         self.stats.local_writes += 1;
@@ -352,20 +368,19 @@ where
     /// Stores a record that is known to be newer than ours.
     fn store(
         &mut self,
-        now: Instant,
+        hash: u64,
         key: K,
         version: Version,
         value: Option<V>,
-        deleted_at: Instant,
+        expires: Instant,
     ) -> Result<(), ()> {
-        let hash = self.hash(&key);
         let digest = self.key.entry_digest(hash, version);
         let is_live = value.is_some();
         let record = Record {
             key,
             version,
             value,
-            deleted_at,
+            expires,
             digest,
         };
         if let Some(old) = self.index.insert(hash, record).map_err(|_| ())? {
@@ -373,11 +388,7 @@ where
         }
         self.live += usize::from(is_live);
         if !is_live {
-            let due = deleted_at + self.config.tombstone_grace;
-            self.next_collect = Some(self.next_collect.map_or(due, |n| n.min(due)));
-            if due <= now {
-                self.collect(now);
-            }
+            self.next_collect = Some(self.next_collect.map_or(expires, |n| n.min(expires)));
         }
         Ok(())
     }
@@ -392,6 +403,9 @@ where
             return Err(EntryError::KeyTooLong);
         }
         let hash = self.hash(entry.key);
+        if entry.version.major > self.clock.saturating_add(MAX_CLOCK_JUMP) {
+            return Err(EntryError::VersionTooFar);
+        }
         self.clock = self.clock.max(entry.version.major);
         if let Some(ours) = self.index.get(hash) {
             if !wins(entry, ours) {
@@ -399,11 +413,12 @@ where
                 return Ok(MergeOutcome::Stale);
             }
         }
-        let (value, deleted_at) = match entry.value {
+        let (value, expires) = match entry.value {
             WireValue::Live(v) if v.len() > self.config.max_value_len => {
                 return Err(EntryError::ValueTooLong)
             }
             WireValue::Live(v) => (Some(V::from_slice(v).ok_or(EntryError::ValueTooLong)?), now),
+            // Collected when the sender collects it: `grace - age` from now (`age < grace` here).
             WireValue::Deleted { age_ms } if age_ms >= self.config.tombstone_grace.as_millis() => {
                 // Expired in transit: delete what it supersedes, keep nothing.
                 return Ok(match self.index.remove(hash) {
@@ -419,12 +434,13 @@ where
                     }
                 });
             }
-            WireValue::Deleted { age_ms } => {
-                (None, now.saturating_sub(Duration::from_millis(age_ms)))
-            }
+            WireValue::Deleted { age_ms } => (
+                None,
+                now + Duration::from_millis(self.config.tombstone_grace.as_millis() - age_ms),
+            ),
         };
         let key = K::from_slice(entry.key).ok_or(EntryError::KeyTooLong)?;
-        match self.store(now, key, entry.version, value, deleted_at) {
+        match self.store(hash, key, entry.version, value, expires) {
             Ok(()) => {
                 self.stats.applied += 1;
                 Ok(MergeOutcome::Applied)
@@ -441,14 +457,13 @@ where
         if self.next_collect.is_none_or(|t| t > now) {
             return;
         }
-        let grace = self.config.tombstone_grace;
         let mut next: Option<Instant> = None;
         let stats = &mut self.stats;
         self.index.retain(|_, r| {
             if r.value.is_some() {
                 return true;
             }
-            let due = r.deleted_at + grace;
+            let due = r.expires;
             if due <= now {
                 stats.collected += 1;
                 false
@@ -513,7 +528,11 @@ where
         let value = match &r.value {
             Some(v) => WireValue::Live(v),
             None => WireValue::Deleted {
-                age_ms: (now - r.deleted_at).as_millis(),
+                age_ms: self
+                    .config
+                    .tombstone_grace
+                    .as_millis()
+                    .saturating_sub((r.expires - now).as_millis()),
             },
         };
         let entry = WireEntry {
@@ -529,11 +548,14 @@ where
     }
 
     fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError> {
-        let c = &self.config;
+        let (c, clock) = (&self.config, self.clock);
         each_entry(
             bytes,
             |e: WireEntry<'_>| match e.value {
                 _ if e.key.len() > c.max_key_len => Err(EntryError::KeyTooLong),
+                _ if e.version.major > clock.saturating_add(MAX_CLOCK_JUMP) => {
+                    Err(EntryError::VersionTooFar)
+                }
                 WireValue::Live(v) if v.len() > c.max_value_len => Err(EntryError::ValueTooLong),
                 _ => Ok(()),
             },
@@ -754,5 +776,82 @@ mod tests {
         assert_eq!(m.merge(t0, &old), Ok(MergeOutcome::Applied));
         assert_eq!(m.get(b"x"), None);
         assert_eq!(m.records().count(), 0);
+    }
+
+    #[test]
+    fn a_version_far_in_the_future_is_refused() {
+        let mut m = map(1);
+        let far = WireEntry {
+            key: b"x",
+            version: Version::new(u64::MAX, 1, 0),
+            value: WireValue::Live(b"v"),
+        };
+        assert_eq!(m.merge(Instant::ZERO, &far), Err(EntryError::VersionTooFar));
+        let mut buf = [0u8; 64];
+        let n = postcard::to_slice(&far, &mut buf).unwrap().len();
+        assert_eq!(m.check_entries(&buf[..n]), Err(EntryError::VersionTooFar));
+        assert!(m.set(Instant::ZERO, b"k", b"v").unwrap().major < 10);
+    }
+
+    #[test]
+    fn entries_larger_than_the_buffers_are_refused_whole() {
+        // DataConfig allows 1,024-byte values but this map's value buffer holds 16.
+        let m = map(1);
+        let ok = WireEntry {
+            key: b"a",
+            version: Version::new(1, 2, 0),
+            value: WireValue::Live(b"short"),
+        };
+        let big = WireEntry {
+            key: b"b",
+            version: Version::new(2, 2, 0),
+            value: WireValue::Live(&[1; 100]),
+        };
+        let mut buf = [0u8; 256];
+        let n1 = postcard::to_slice(&ok, &mut buf).unwrap().len();
+        let n2 = postcard::to_slice(&big, &mut buf[n1..]).unwrap().len();
+        assert_eq!(
+            m.check_entries(&buf[..n1 + n2]),
+            Err(EntryError::ValueTooLong)
+        );
+        assert_eq!(m.records().count(), 0);
+    }
+
+    #[test]
+    fn a_tombstone_keeps_its_age_on_a_young_node() {
+        let cfg = DataConfig {
+            tombstone_grace: Duration::from_secs(100),
+            ..DataConfig::default()
+        };
+        let mut m = Map::new_heapless(cfg, NodeId(1), 0, key()).unwrap();
+        // Our clock started 1 s ago; the tombstone is 90 s old: 10 s remain.
+        let now = Instant::from_millis(1_000);
+        let t = WireEntry {
+            key: b"x",
+            version: Version::new(3, 2, 0),
+            value: WireValue::Deleted { age_ms: 90_000 },
+        };
+        assert_eq!(m.merge(now, &t), Ok(MergeOutcome::Applied));
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_secs(10)));
+        let mut buf = [0u8; 64];
+        let mut enc = Encoder::new(
+            &mut buf,
+            &crate::wire::Header::new(ClusterId(*b"test"), NodeId(1)),
+            crate::wire::Kind::Entries,
+        )
+        .unwrap();
+        let h = m.hash(b"x");
+        enc.push(&TreeId::DATA);
+        assert_eq!(
+            m.encode_entry(now + Duration::from_secs(4), h, &mut enc),
+            Encoded::Written
+        );
+        let n = enc.finish();
+        let (_, msg) = crate::wire::decode(&buf[..n], ClusterId(*b"test"), 1200).unwrap();
+        let crate::wire::Message::Entries { bytes, .. } = msg else {
+            panic!("not entries")
+        };
+        let (e, _) = postcard::take_from_bytes::<WireEntry<'_>>(bytes).unwrap();
+        assert_eq!(e.value, WireValue::Deleted { age_ms: 94_000 });
     }
 }

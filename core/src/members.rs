@@ -76,8 +76,8 @@ pub struct Member<M> {
     version: u64,
     status: Status,
     meta: M,
-    /// When the status last changed, on our clock (for tombstones: when the member died or left).
-    since: Instant,
+    /// For dead and left members: when they are forgotten, on our clock.
+    expires: Instant,
     digest: EntryDigest,
 }
 
@@ -106,8 +106,8 @@ impl<M: ByteBuf> Member<M> {
     pub fn meta(&self) -> &[u8] {
         &self.meta
     }
-    /// The member as it travels, with its tombstone age as of `now`.
-    pub fn to_wire(&self, now: Instant) -> WireMember<'_> {
+    /// The member as it travels, with its tombstone age as of `now` for a retention of `retention`.
+    pub fn to_wire(&self, now: Instant, retention: Duration) -> WireMember<'_> {
         WireMember {
             id: self.id,
             addr: self.addr,
@@ -116,7 +116,9 @@ impl<M: ByteBuf> Member<M> {
             status: self.status,
             meta: &self.meta,
             age_ms: if self.status.is_gone() {
-                (now - self.since).as_millis()
+                retention
+                    .as_millis()
+                    .saturating_sub((self.expires - now).as_millis())
             } else {
                 0
             },
@@ -259,6 +261,10 @@ where
         meta: &[u8],
     ) -> Result<Self, MemberError> {
         let tree = Tree::new(tree).map_err(MemberError::BadTree)?;
+        let config = MembersConfig {
+            max_meta_len: config.max_meta_len.min(M::CAPACITY),
+            ..config
+        };
         let mut members = Members {
             index: Indexed::new(table, tree),
             key,
@@ -326,10 +332,8 @@ where
         }
         let meta = M::from_slice(m.meta).ok_or(MemberError::MetaTooLong)?;
         let hash = self.hash(m.id);
-        let since = match m.status {
-            s if s.is_gone() => now.saturating_sub(Duration::from_millis(m.age_ms)),
-            _ => now,
-        };
+        let retention = self.config.retention.as_millis();
+        let expires = now + Duration::from_millis(retention.saturating_sub(m.age_ms));
         let member = Member {
             id: m.id,
             addr: m.addr,
@@ -337,15 +341,14 @@ where
             version: m.version,
             status: m.status,
             meta,
-            since,
+            expires,
             digest: self.key.entry_digest(hash, m.order()),
         };
         self.index
             .insert(hash, member)
             .map_err(|_| MemberError::Full)?;
         if m.status.is_gone() {
-            let due = since + self.config.retention;
-            self.next_expiry = Some(self.next_expiry.map_or(due, |n| n.min(due)));
+            self.next_expiry = Some(self.next_expiry.map_or(expires, |n| n.min(expires)));
         }
         Ok(())
     }
@@ -470,7 +473,7 @@ where
             status: to,
             meta: &meta,
             age_ms: 0,
-            ..m.to_wire(now)
+            ..m.to_wire(now, self.config.retention)
         };
         self.store(now, &claim).ok()?;
         Some(change)
@@ -493,7 +496,7 @@ where
         let claim = WireMember {
             version: me.version.saturating_add(1),
             meta,
-            ..me.to_wire(now)
+            ..me.to_wire(now, self.config.retention)
         };
         self.store(now, &claim)
     }
@@ -503,14 +506,13 @@ where
         if self.next_expiry.is_none_or(|t| t > now) {
             return 0;
         }
-        let retention = self.config.retention;
         let mut next: Option<Instant> = None;
         let mut forgotten = 0usize;
         self.index.retain(|_, m| {
             if !m.status.is_gone() {
                 return true;
             }
-            let due = m.since + retention;
+            let due = m.expires;
             let keep = due > now;
             if keep {
                 next = Some(next.map_or(due, |n| n.min(due)));
@@ -619,7 +621,7 @@ where
     fn encode_entry(&self, now: Instant, hash: u64, enc: &mut Encoder<'_>) -> Encoded {
         match self.index.get(hash) {
             None => Encoded::Missing,
-            Some(m) if enc.push(&m.to_wire(now)) => Encoded::Written,
+            Some(m) if enc.push(&m.to_wire(now, self.config.retention)) => Encoded::Written,
             Some(_) => Encoded::NoRoom,
         }
     }

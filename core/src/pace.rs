@@ -38,18 +38,26 @@ impl Pacer {
         self.at = now;
     }
 
+    /// Whether a datagram may leave at `now`.
+    pub fn ready(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.per_sec == 0 || self.milli_tokens >= UNIT
+    }
+
+    /// Spends one datagram's token (after [`Pacer::ready`] said yes).
+    pub fn take(&mut self) {
+        if self.per_sec != 0 {
+            self.milli_tokens = self.milli_tokens.saturating_sub(UNIT);
+        }
+    }
+
     /// Takes one datagram's token if one is available at `now`.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        if self.per_sec == 0 {
-            return true;
+        let ready = self.ready(now);
+        if ready {
+            self.take();
         }
-        self.refill(now);
-        if self.milli_tokens >= UNIT {
-            self.milli_tokens -= UNIT;
-            true
-        } else {
-            false
-        }
+        ready
     }
 
     /// When the next token is available (`now`'s last refill time if already available).

@@ -50,11 +50,14 @@ pub trait Table {
 
 /// Owned bytes of bounded length: keys and values in a table.
 pub trait ByteBuf: core::ops::Deref<Target = [u8]> + Sized {
+    /// The most bytes it holds.
+    const CAPACITY: usize;
     /// A copy of `bytes`, or `None` if they do not fit this buffer.
     fn from_slice(bytes: &[u8]) -> Option<Self>;
 }
 
 impl<const N: usize> ByteBuf for heapless::Vec<u8, N> {
+    const CAPACITY: usize = N;
     fn from_slice(bytes: &[u8]) -> Option<Self> {
         heapless::Vec::from_slice(bytes).ok()
     }
@@ -62,6 +65,7 @@ impl<const N: usize> ByteBuf for heapless::Vec<u8, N> {
 
 #[cfg(feature = "alloc")]
 impl ByteBuf for alloc::vec::Vec<u8> {
+    const CAPACITY: usize = usize::MAX;
     fn from_slice(bytes: &[u8]) -> Option<Self> {
         Some(bytes.to_vec())
     }

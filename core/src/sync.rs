@@ -24,8 +24,8 @@
 use crate::pace::Pacer;
 use crate::tree::{Shape, Tree, TreeBuf, FANOUT};
 use crate::wire::{
-    BufferTooSmall, DigestItem, Encoder, GroupHead, Hash8, Header, Kind, Message, RootMsg, Summary,
-    TreeId, TAG_RESERVE,
+    DigestItem, Encoder, GroupHead, Hash8, Header, Kind, Message, RootMsg, Summary, TreeId,
+    TAG_RESERVE,
 };
 use crate::{Instant, Version};
 use core::net::SocketAddr;
@@ -76,6 +76,8 @@ pub enum EntryError {
     KeyTooLong,
     /// A value longer than this replica accepts.
     ValueTooLong,
+    /// A version implausibly far ahead of ours.
+    VersionTooFar,
 }
 
 /// The outcome of merging a run of entries.
@@ -98,7 +100,7 @@ pub enum SyncError {
     ShapeMismatch,
     /// A node that does not exist in our tree, or a leaf where an inner node belongs.
     BadNode,
-    /// Listing summaries out of order or outside their group's range.
+    /// A listing of a node that is not a leaf, or summaries out of order or outside their group's range.
     BadListing,
     /// A run of entries was refused.
     Entry(EntryError),
@@ -294,14 +296,18 @@ impl<const TASKS: usize> Engine<TASKS> {
                 let mut plan = Plan::new(from, tree);
                 for (head, summaries) in groups.groups() {
                     let (lo, hi) = group_range(shape, &head).unwrap_or((1, 0));
-                    plan.compare(self, replica, lo, hi, summaries);
+                    if !plan.compare(self, replica, lo, hi, summaries) {
+                        break;
+                    }
                 }
                 plan.flush(self);
             }
             Message::Fetch { tree, hashes } => {
                 let mut plan = Plan::new(from, tree);
-                for h in hashes {
-                    plan.push(self, u64::from_be_bytes(h));
+                for h in hashes.into_iter().map(u64::from_be_bytes) {
+                    if replica.version_of(h).is_some() && !plan.push(self, h) {
+                        break;
+                    }
                 }
                 plan.flush(self);
             }
@@ -343,7 +349,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                 front.tree,
                 kind_of(&front.work, replica.tree().shape()),
             );
-            if !self.pacer.try_take(now) {
+            if !self.pacer.ready(now) {
                 return None;
             }
             let limit = self
@@ -351,19 +357,25 @@ impl<const TASKS: usize> Engine<TASKS> {
                 .max_datagram
                 .saturating_sub(TAG_RESERVE)
                 .min(buf.len());
-            let Ok(len) = self.write(
+            match self.write(
                 now,
                 header,
                 replica,
                 buf.get_mut(..limit)?,
                 (to, tree, kind),
-            ) else {
-                // Even an empty datagram has no room: drop the task rather than spin.
-                self.tasks.pop_front();
-                self.stats.dropped += 1;
-                continue;
-            };
-            return Some(Transmit { to, len, kind });
+            ) {
+                Written::Datagram(len) => {
+                    self.pacer.take();
+                    return Some(Transmit { to, len, kind });
+                }
+                // The tasks written had nothing left to send (entries since collected).
+                Written::Nothing => {}
+                Written::Stuck => {
+                    // Even an empty datagram has no room for the front task: drop it rather than spin.
+                    self.tasks.pop_front();
+                    self.stats.dropped += 1;
+                }
+            }
         }
     }
 
@@ -374,13 +386,16 @@ impl<const TASKS: usize> Engine<TASKS> {
         replica: &R,
         buf: &mut [u8],
         key: (SocketAddr, TreeId, Kind),
-    ) -> Result<usize, BufferTooSmall> {
+    ) -> Written {
         let (to, tree, kind) = key;
-        let mut enc = Encoder::new(buf, header, kind)?;
+        let Ok(mut enc) = Encoder::new(buf, header, kind) else {
+            return Written::Stuck;
+        };
         if kind != Kind::Root && !enc.push(&tree) {
-            return Err(BufferTooSmall);
+            return Written::Stuck;
         }
         let start = enc.len();
+        let mut finished = 0usize;
         let shape = replica.tree().shape();
         while let Some(task) = self.tasks.front_mut() {
             if task.to != to || task.tree != tree || kind_of(&task.work, shape) != kind {
@@ -401,15 +416,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                     write_describe(replica, &mut enc, *base, mask, cursor)
                 }
                 Work::Send { hashes } => {
-                    let before = self.stats.entries_sent;
-                    let done =
-                        write_entries(now, replica, &mut enc, hashes, &mut self.stats.entries_sent);
-                    if !done && before == self.stats.entries_sent && enc.len() == start {
-                        // The first entry alone does not fit any datagram: skip it.
-                        hashes.remove(0);
-                        self.stats.dropped += 1;
-                    }
-                    done
+                    write_entries(now, replica, &mut enc, start, hashes, &mut self.stats)
                 }
                 Work::Fetch { hashes } => {
                     let mut done = true;
@@ -427,16 +434,32 @@ impl<const TASKS: usize> Engine<TASKS> {
                 break;
             }
             self.tasks.pop_front();
-            if kind == Kind::Root {
+            finished += 1;
+            if kind == Kind::Root || finished >= MAX_TASKS_PER_DATAGRAM {
                 break;
             }
         }
-        if enc.len() == start {
-            return Err(BufferTooSmall);
+        match (enc.len() == start, finished) {
+            (false, _) => Written::Datagram(enc.finish()),
+            (true, 0) => Written::Stuck,
+            (true, _) => Written::Nothing,
         }
-        Ok(enc.finish())
     }
 }
+
+/// What one attempt to write a datagram did.
+enum Written {
+    /// A datagram of this length is ready.
+    Datagram(usize),
+    /// Tasks completed without anything to send.
+    Nothing,
+    /// The front task cannot fit even an empty datagram.
+    Stuck,
+}
+
+/// Tasks packed into one datagram at most, so a datagram never holds more items or groups than the
+/// decoder accepts (each task adds at most 16 items or groups).
+const MAX_TASKS_PER_DATAGRAM: usize = crate::wire::MAX_ITEMS / FANOUT;
 
 fn describe(base: u32, mask: u16) -> Work {
     Work::Describe {
@@ -458,6 +481,9 @@ fn kind_of(work: &Work, shape: Shape) -> Kind {
 
 /// The key-hash range a listing group covers, if it is a node of ours and its part lies inside it.
 fn group_range(shape: Shape, head: &GroupHead) -> Option<(u64, u64)> {
+    if !shape.is_leaf(head.node) {
+        return None;
+    }
     let (lo, hi) = shape.range(head.node)?;
     match head.part {
         None => Some((lo, hi)),
@@ -542,7 +568,7 @@ fn write_group<R: Replica>(
     let Some(mut room) = enc.remaining().checked_sub(head_size) else {
         return Some(from);
     };
-    let (mut count, mut last, mut next) = (0u16, None, Some(from));
+    let (mut count, mut last, mut next) = (0u16, None, Some(from).filter(|&f| f <= hi));
     while let Some(h) = next {
         let Some((hash, version)) = replica.first_in(h, hi) else {
             next = None;
@@ -559,7 +585,7 @@ fn write_group<R: Replica>(
         room -= size;
         count += 1;
         last = Some(hash);
-        next = hash.checked_add(1);
+        next = hash.checked_add(1).filter(|&n| n <= hi);
     }
     let complete = next.is_none();
     if count == 0 && !complete {
@@ -579,16 +605,25 @@ fn write_group<R: Replica>(
     if !enc.push(&head) {
         return Some(from);
     }
-    let mut at = from;
-    for _ in 0..count {
-        let Some((hash, version)) = replica.first_in(at, hi) else {
+    let count_at = enc.len().saturating_sub(2);
+    let (mut at, mut written) = (Some(from), 0u16);
+    while let Some(h) = at.filter(|&h| h <= hi && written < count) {
+        let Some((hash, version)) = replica.first_in(h, hi) else {
             break;
         };
-        enc.push(&Summary {
+        let summary = Summary {
             hash: hash.to_be_bytes(),
             version,
-        });
-        at = hash.saturating_add(1);
+        };
+        if !enc.push(&summary) {
+            break;
+        }
+        written += 1;
+        at = hash.checked_add(1);
+    }
+    if written != count {
+        // The replica changed between the passes: the group says what was really written.
+        enc.patch(count_at, &written.to_le_bytes());
     }
     if complete {
         None
@@ -597,18 +632,21 @@ fn write_group<R: Replica>(
     }
 }
 
-/// Appends entries while they fit; true when all were written.
+/// Appends entries while they fit; true when all were written. An entry too large for even an empty
+/// datagram is skipped and counted.
 fn write_entries<R: Replica>(
     now: Instant,
     replica: &R,
     enc: &mut Encoder<'_>,
+    start: usize,
     hashes: &mut Vec<u64, HASHES_PER_TASK>,
-    sent: &mut u64,
+    stats: &mut SyncStats,
 ) -> bool {
     while let Some(&h) = hashes.first() {
         match replica.encode_entry(now, h, enc) {
-            Encoded::Written => *sent += 1,
+            Encoded::Written => stats.entries_sent += 1,
             Encoded::Missing => {}
+            Encoded::NoRoom if enc.len() == start => stats.dropped += 1,
             Encoded::NoRoom => return false,
         }
         hashes.remove(0);
@@ -635,23 +673,32 @@ impl Plan {
         }
     }
 
-    fn push<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) {
+    /// Plans to send `hash`; false once the engine's queue is full (the rest waits for the next
+    /// exchange).
+    fn push<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
         if self.send.push(hash).is_err() {
             let full = core::mem::take(&mut self.send);
-            engine.enqueue(self.to, self.tree, Work::Send { hashes: full });
+            if !engine.enqueue(self.to, self.tree, Work::Send { hashes: full }) {
+                return false;
+            }
             let _ = self.send.push(hash);
         }
+        true
     }
 
-    fn pull<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) {
+    /// Plans to fetch `hash`; false once the engine's queue is full.
+    fn pull<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
         if self.fetch.push(hash).is_err() {
             let full = core::mem::take(&mut self.fetch);
-            engine.enqueue(self.to, self.tree, Work::Fetch { hashes: full });
+            if !engine.enqueue(self.to, self.tree, Work::Fetch { hashes: full }) {
+                return false;
+            }
             let _ = self.fetch.push(hash);
         }
+        true
     }
 
-    /// Merges the peer's sorted summaries of `lo..=hi` with ours.
+    /// Merges the peer's sorted summaries of `lo..=hi` with ours; false if the queue filled up.
     fn compare<R: Replica, const T: usize>(
         &mut self,
         engine: &mut Engine<T>,
@@ -659,7 +706,7 @@ impl Plan {
         lo: u64,
         hi: u64,
         theirs: crate::wire::Items<'_, Summary>,
-    ) {
+    ) -> bool {
         let mut ours = OursFrom {
             replica,
             next: Some(lo),
@@ -669,25 +716,33 @@ impl Plan {
         for s in theirs {
             let h = u64::from_be_bytes(s.hash);
             while let Some((mh, _)) = mine.filter(|&(mh, _)| mh < h) {
-                self.push(engine, mh);
+                if !self.push(engine, mh) {
+                    return false;
+                }
                 mine = ours.next();
             }
-            match mine {
+            let ok = match mine {
                 Some((mh, mv)) if mh == h => {
-                    if mv > s.version {
-                        self.push(engine, h);
-                    } else if mv < s.version {
-                        self.pull(engine, h);
-                    }
                     mine = ours.next();
+                    match mv.cmp(&s.version) {
+                        core::cmp::Ordering::Greater => self.push(engine, h),
+                        core::cmp::Ordering::Less => self.pull(engine, h),
+                        core::cmp::Ordering::Equal => true,
+                    }
                 }
                 _ => self.pull(engine, h),
+            };
+            if !ok {
+                return false;
             }
         }
         while let Some((mh, _)) = mine {
-            self.push(engine, mh);
+            if !self.push(engine, mh) {
+                return false;
+            }
             mine = ours.next();
         }
+        true
     }
 
     fn flush<const T: usize>(self, engine: &mut Engine<T>) {
@@ -710,7 +765,8 @@ struct OursFrom<'r, R> {
 impl<R: Replica> Iterator for OursFrom<'_, R> {
     type Item = (u64, Version);
     fn next(&mut self) -> Option<(u64, Version)> {
-        let (h, v) = self.replica.first_in(self.next?, self.hi)?;
+        let from = self.next.filter(|&n| n <= self.hi)?;
+        let (h, v) = self.replica.first_in(from, self.hi)?;
         self.next = h.checked_add(1);
         Some((h, v))
     }
@@ -844,5 +900,49 @@ mod tests {
         e.handle(Instant::ZERO, addr(5), &theirs, &mut a).unwrap();
         assert_eq!(e.stats().dropped, 2);
         assert_eq!(a.root(), root);
+    }
+
+    #[test]
+    fn fetching_unknown_hashes_sends_nothing_and_cancels_nothing() {
+        let mut a = map(1, 0..10);
+        let mut e: Engine = Engine::new(SyncConfig::default());
+        let mut buf = [0u8; 64];
+        let header = Header::new(C, NodeId(2));
+        let mut enc = Encoder::new(&mut buf, &header, Kind::Fetch).unwrap();
+        enc.push(&TreeId::DATA);
+        enc.push(&[9u8; 8]);
+        let n = enc.finish();
+        let (_, fetch) = decode(&buf[..n], C, DEFAULT_MAX_DATAGRAM).unwrap();
+        e.handle(Instant::ZERO, addr(2), &fetch, &mut a).unwrap();
+        assert!(e.start(addr(3), TreeId::DATA));
+        let out = drain(&mut e, &a, Instant::ZERO);
+        assert_eq!(
+            out.len(),
+            1,
+            "the exchange with another peer must still start"
+        );
+        assert_eq!(e.stats().dropped, 0);
+    }
+
+    #[test]
+    fn listings_of_inner_nodes_are_refused() {
+        let mut a = map(1, 0..100);
+        let mut e: Engine = Engine::new(SyncConfig::default());
+        let mut buf = [0u8; 64];
+        let header = Header::new(C, NodeId(2));
+        let mut enc = Encoder::new(&mut buf, &header, Kind::Listing).unwrap();
+        enc.push(&TreeId::DATA);
+        enc.push(&GroupHead {
+            node: 0,
+            part: None,
+            count: [0, 0],
+        });
+        let n = enc.finish();
+        let (_, listing) = decode(&buf[..n], C, DEFAULT_MAX_DATAGRAM).unwrap();
+        assert_eq!(
+            e.handle(Instant::ZERO, addr(2), &listing, &mut a),
+            Err(SyncError::BadListing)
+        );
+        assert!(e.is_idle());
     }
 }

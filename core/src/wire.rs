@@ -294,8 +294,9 @@ impl<T: DeserializeOwned> Iterator for ItemIter<'_, T> {
     }
 }
 
-/// Most groups or items a listing may hold; bounds the validation walk.
-const MAX_ITEMS: usize = 4096;
+/// Most items or groups one datagram may hold: more than any datagram has bytes, so the encoder can
+/// never pack more than the decoder accepts.
+pub const MAX_ITEMS: usize = 65_536;
 
 /// A validated listing: groups, each a [`GroupHead`] followed by its summaries.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -481,6 +482,13 @@ impl<'b> Encoder<'b> {
     /// Bytes still free.
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Overwrites already-written bytes at `at` (a listing group's count, once its summaries are in).
+    pub fn patch(&mut self, at: usize, bytes: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
     }
 
     /// Ends the datagram, returning its length.
