@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tidings::sync::{Encoded, Engine, EntryError, Merged, Replica, SyncConfig};
-use tidings::tree::{Tree, TreeBuf};
+use tidings::tree::Tree;
 use tidings::wire::{self, Encoder, Header, TreeId};
 use tidings::{ClusterId, DigestKey, Instant, NodeId, Version};
 
