@@ -33,7 +33,7 @@ fuzz_target!(|bytes: &[u8]| {
     let max = if small % 2 == 0 { 512 } else { 1200 };
     let sync = SyncConfig { max_datagram: max, ..SyncConfig::default() };
     let (mut pa, mut pb) = (Peer::new(1, a, sync), Peer::new(2, b, sync));
-    let link = Link { latency: Duration::from_millis(2), loss: f64::from(loss % 40) / 100.0, max_datagram: max };
+    let link = Link { jitter: Duration::from_millis(u64::from(*s1 % 8)), duplicate: f64::from(*s0 % 10) / 100.0, latency: Duration::from_millis(2), loss: f64::from(loss % 40) / 100.0, max_datagram: max };
     let mut rng = Rng::new(u64::from(*s0) << 8 | u64::from(*s1));
     let (t, _) = pair::reconcile(&mut pa, &mut pb, TreeId::DATA, link, &mut rng, 500, now);
     assert_eq!(pa.replica.root(), pb.replica.root(), "{t:?}");

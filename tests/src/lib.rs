@@ -3,6 +3,7 @@
 //! Everything here drives the real core state machines through their sans-IO API, with virtual time and
 //! a seeded network, so every run is reproducible from its seed.
 
+pub mod net;
 pub mod pair;
 pub mod reconcile;
 pub mod rng;

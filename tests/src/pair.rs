@@ -1,8 +1,10 @@
-//! Two replicas reconciling over a simulated link: virtual time, fixed latency, seeded loss.
+//! Two replicas reconciling over a simulated link: virtual time, latency and jitter, seeded loss and
+//! duplication.
 //!
 //! Every datagram goes through the real path: [`Engine::poll_transmit`] writes it, [`wire::decode`]
 //! validates it, [`Engine::handle`] acts on it. The link records what crossed it.
 
+use crate::net::{Net, NetConfig};
 use crate::rng::Rng;
 use std::net::SocketAddr;
 use tidings::sync::{Engine, Replica, SyncConfig};
@@ -44,8 +46,12 @@ impl<R: Replica> Peer<R> {
 pub struct Link {
     /// One-way latency.
     pub latency: Duration,
+    /// Extra random latency, so datagrams overtake each other.
+    pub jitter: Duration,
     /// Probability that a datagram is lost.
     pub loss: f64,
+    /// Probability that a datagram arrives twice.
+    pub duplicate: f64,
     /// The configured maximum datagram (the receiver rejects larger ones).
     pub max_datagram: usize,
 }
@@ -71,13 +77,6 @@ pub struct Traffic {
     pub rejected: u64,
 }
 
-struct InFlight {
-    at: Instant,
-    to_b: bool,
-    depth: u32,
-    bytes: Vec<u8>,
-}
-
 /// Runs exchanges started by `a` until the roots agree or `max_rounds` exchanges have run. Returns the
 /// traffic and the virtual time at the end.
 pub fn reconcile<R: Replica>(
@@ -90,55 +89,50 @@ pub fn reconcile<R: Replica>(
     mut now: Instant,
 ) -> (Traffic, Instant) {
     let mut t = Traffic::default();
-    let mut flight: Vec<InFlight> = Vec::new();
+    let config = NetConfig {
+        latency: link.latency,
+        loss: link.loss,
+        ..NetConfig::default()
+    };
+    let mut net = Net::new(2, config, rng.next_u64());
     let mut buf = vec![0u8; 65_536];
-    let (a_addr, b_addr) = (a.addr, b.addr);
-    while t.rounds < max_rounds
-        && (t.rounds == 0 || a.replica.tree().root() != b.replica.tree().root())
-    {
+    let addrs = [a.addr, b.addr];
+    let roots_differ =
+        |a: &Peer<R>, b: &Peer<R>| a.replica.tree().root() != b.replica.tree().root();
+    while t.rounds < max_rounds && (t.rounds == 0 || roots_differ(a, b)) {
         t.rounds += 1;
         a.depth = 0;
         b.depth = 0;
         a.engine.start(b.addr, tree);
         loop {
-            for (peer, to_b) in [(&mut *a, true), (&mut *b, false)] {
+            for (from, peer) in [&mut *a, &mut *b].into_iter().enumerate() {
                 while let Some(tx) =
                     peer.engine
                         .poll_transmit(now, &peer.header, &peer.replica, &mut buf)
                 {
                     let bytes = buf[..tx.len].to_vec();
                     record(&mut t, &bytes, tx.kind, link.max_datagram);
-                    if !rng.chance(link.loss) {
-                        flight.push(InFlight {
-                            at: now + link.latency,
-                            to_b,
-                            depth: peer.depth + 1,
-                            bytes,
-                        });
-                    }
+                    net.send(now, from, 1 - from, bytes, peer.depth + 1);
                 }
             }
-            let next_tx = [a.engine.poll_timeout(), b.engine.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            let next_rx = flight.iter().map(|f| f.at).min();
-            let Some(next) = [next_tx, next_rx].into_iter().flatten().min() else {
+            let wake = [
+                a.engine.poll_timeout(),
+                b.engine.poll_timeout(),
+                net.next_at(),
+            ];
+            let Some(next) = wake.into_iter().flatten().min() else {
                 break;
             };
             now = now.max(next);
-            let (due, rest): (Vec<_>, Vec<_>) = flight.into_iter().partition(|f| f.at <= now);
-            flight = rest;
-            for f in due {
-                let peer = if f.to_b { &mut *b } else { &mut *a };
-                let from = if f.to_b { a_addr } else { b_addr };
-                t.round_trips = t.round_trips.max(f.depth.div_ceil(2));
-                peer.depth = peer.depth.max(f.depth);
-                match wire::decode(&f.bytes, CLUSTER, link.max_datagram) {
+            while let Some(d) = net.pop_due(now) {
+                let peer = if d.to == 1 { &mut *b } else { &mut *a };
+                t.round_trips = t.round_trips.max(d.tag.div_ceil(2));
+                peer.depth = peer.depth.max(d.tag);
+                match wire::decode(&d.bytes, CLUSTER, link.max_datagram) {
                     Ok((_, msg)) => {
                         if peer
                             .engine
-                            .handle(now, from, &msg, &mut peer.replica)
+                            .handle(now, addrs[d.from], &msg, &mut peer.replica)
                             .is_err()
                         {
                             t.rejected += 1;

@@ -96,6 +96,8 @@ pub fn run(p: Params) -> Report {
     let mut pa = Peer::new(1, a, sync);
     let mut pb = Peer::new(2, b, sync);
     let link = Link {
+        jitter: Duration::ZERO,
+        duplicate: 0.0,
         latency: Duration::from_millis(1),
         loss: p.loss,
         max_datagram: sync.max_datagram,

@@ -76,6 +76,8 @@ fn link(s: &Scenario) -> (Link, SyncConfig) {
         ..SyncConfig::default()
     };
     let link = Link {
+        jitter: Duration::from_millis(4),
+        duplicate: 0.05,
         latency: Duration::from_millis(3),
         loss: f64::from(s.loss_pct) / 100.0,
         max_datagram: max,
@@ -167,6 +169,8 @@ fn heapless_replicas_reconcile_including_listings_that_span_datagrams() {
         };
         let (mut pa, mut pb) = (Peer::new(1, a, sync), Peer::new(2, b, sync));
         let link = Link {
+            jitter: Duration::from_millis(4),
+            duplicate: 0.05,
             latency: Duration::from_millis(2),
             loss: 0.1,
             max_datagram: 512,
@@ -238,6 +242,8 @@ fn member_tables_reconcile_whatever_each_side_heard() {
         let sync = SyncConfig::default();
         let (mut pa, mut pb) = (Peer::new(1, a, sync), Peer::new(2, b, sync));
         let link = Link {
+            jitter: Duration::from_millis(4),
+            duplicate: 0.05,
             latency: Duration::from_millis(2),
             loss: f64::from(loss % 25) / 100.0,
             max_datagram: 1200,
