@@ -1,10 +1,11 @@
 //! Configuration: one [`Config`] per node, checked by [`Config::validate`] before use.
 
 use crate::data::DataConfig;
+use crate::members::MembersConfig;
 use crate::sync::SyncConfig;
 use crate::tree::MAX_DEPTH;
 use crate::wire::{Header, LIST_PREFIX_MAX, MIN_DATAGRAM, TAG_RESERVE};
-use crate::{ClusterId, DigestKey, NodeId, Version};
+use crate::{ClusterId, DigestKey, Duration, NodeId, Version};
 use postcard::experimental::max_size::MaxSize;
 
 /// Largest UDP payload over IPv4.
@@ -34,6 +35,95 @@ pub struct Config {
     /// Depth of the data digest tree: about 16 keys per leaf is a good fit
     /// ([`depth_for`](crate::tree::depth_for)).
     pub data_depth: u8,
+    /// Member-table settings.
+    pub members: MembersConfig,
+    /// Failure detection and dissemination.
+    pub swim: SwimConfig,
+}
+
+/// Failure detection (SWIM with Lifeguard) and dissemination timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SwimConfig {
+    /// Time between probes of one member by this node.
+    pub probe_interval: Duration,
+    /// Time to wait for a direct ack before asking others to probe indirectly.
+    pub probe_timeout: Duration,
+    /// Members asked to probe indirectly.
+    pub indirect_checks: u8,
+    /// Suspicion lasts `suspicion_mult * max(1, log10(n)) * probe_interval` once fully confirmed.
+    pub suspicion_mult: u32,
+    /// An unconfirmed suspicion lasts up to this multiple of the confirmed one.
+    pub suspicion_max_timeout_mult: u32,
+    /// A change is piggybacked `retransmit_mult * ceil(log10(n + 1))` times.
+    pub retransmit_mult: u32,
+    /// Time between pushes of news to `gossip_nodes` random members, while there is news.
+    pub gossip_interval: Duration,
+    /// Members each gossip round sends to.
+    pub gossip_nodes: u8,
+    /// Time between anti-entropy exchanges with one random member.
+    pub sync_interval: Duration,
+    /// Lifeguard: the probe interval and timeout stretch up to this factor while this node itself
+    /// seems unhealthy (missed acks, refuted suspicions).
+    pub awareness_max_multiplier: u32,
+}
+
+impl SwimConfig {
+    /// memberlist's LAN defaults: probe every 1 s with a 500 ms timeout through 3 indirect checks,
+    /// suspicion 4 (max 6x), retransmit 4, gossip every 200 ms to 3 members, sync every 30 s.
+    pub const fn lan() -> Self {
+        SwimConfig {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            retransmit_mult: 4,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            sync_interval: Duration::from_secs(30),
+            awareness_max_multiplier: 8,
+        }
+    }
+
+    /// For members across wide-area links: slower probes and longer suspicion.
+    pub const fn wan() -> Self {
+        SwimConfig {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_mult: 6,
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            sync_interval: Duration::from_secs(60),
+            ..Self::lan()
+        }
+    }
+
+    /// For members on one host or one switch: fast and lean.
+    pub const fn local() -> Self {
+        SwimConfig {
+            probe_timeout: Duration::from_millis(200),
+            indirect_checks: 1,
+            suspicion_mult: 3,
+            retransmit_mult: 2,
+            gossip_interval: Duration::from_millis(100),
+            sync_interval: Duration::from_secs(15),
+            ..Self::lan()
+        }
+    }
+
+    /// For microcontrollers on a small network: fewer datagrams, less work per second.
+    pub const fn mcu() -> Self {
+        SwimConfig {
+            probe_interval: Duration::from_secs(2),
+            probe_timeout: Duration::from_secs(1),
+            indirect_checks: 2,
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 2,
+            sync_interval: Duration::from_secs(60),
+            ..Self::lan()
+        }
+    }
 }
 
 /// Why a configuration was refused.
@@ -59,6 +149,13 @@ pub enum ConfigError {
     ZeroBurst,
     /// `data_depth` is above [`MAX_DEPTH`].
     TreeTooDeep,
+    /// `probe_timeout` is zero or not shorter than `probe_interval`.
+    ProbeTimeout,
+    /// A multiplier (`suspicion_mult`, `suspicion_max_timeout_mult`, `retransmit_mult`,
+    /// `awareness_max_multiplier`) is zero.
+    ZeroMultiplier,
+    /// `gossip_interval` or `sync_interval` is zero, or gossip goes to no member.
+    ZeroGossip,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -76,6 +173,16 @@ impl core::fmt::Display for ConfigError {
             ConfigError::ZeroTombstoneGrace => f.write_str("tombstone_grace must be above zero"),
             ConfigError::ZeroBurst => f.write_str("sync burst must be at least 1 datagram"),
             ConfigError::TreeTooDeep => write!(f, "data_depth must be at most {MAX_DEPTH}"),
+            ConfigError::ProbeTimeout => {
+                f.write_str("probe_timeout must be above zero and shorter than probe_interval")
+            }
+            ConfigError::ZeroMultiplier => f.write_str(
+                "suspicion_mult, suspicion_max_timeout_mult, retransmit_mult and \
+                 awareness_max_multiplier must be at least 1",
+            ),
+            ConfigError::ZeroGossip => f.write_str(
+                "gossip_interval and sync_interval must be above zero and gossip_nodes at least 1",
+            ),
         }
     }
 }
@@ -91,9 +198,14 @@ const fn varint_len(n: usize) -> usize {
 }
 
 impl Config {
-    /// Defaults for `node` in `cluster`: 1,200-byte datagrams, keys up to 64 bytes, values up to
-    /// 1,024, tombstones kept for 24 hours, a depth-2 data tree (good to about 4,000 keys).
+    /// The LAN preset ([`Config::lan`]).
     pub fn new(cluster: ClusterId, node: NodeId) -> Self {
+        Self::lan(cluster, node)
+    }
+
+    /// For a data-center network: [`SwimConfig::lan`], 1,200-byte datagrams, keys up to 64 bytes,
+    /// values up to 1,024, tombstones kept 24 hours, a depth-2 data tree (good to about 4,000 keys).
+    pub fn lan(cluster: ClusterId, node: NodeId) -> Self {
         Config {
             cluster,
             node,
@@ -101,6 +213,48 @@ impl Config {
             sync: SyncConfig::default(),
             data: DataConfig::default(),
             data_depth: 2,
+            members: MembersConfig::default(),
+            swim: SwimConfig::lan(),
+        }
+    }
+
+    /// For members across wide-area links ([`SwimConfig::wan`]).
+    pub fn wan(cluster: ClusterId, node: NodeId) -> Self {
+        Config {
+            swim: SwimConfig::wan(),
+            ..Self::lan(cluster, node)
+        }
+    }
+
+    /// For members on one host ([`SwimConfig::local`]).
+    pub fn local(cluster: ClusterId, node: NodeId) -> Self {
+        Config {
+            swim: SwimConfig::local(),
+            ..Self::lan(cluster, node)
+        }
+    }
+
+    /// For microcontrollers ([`SwimConfig::mcu`]): 512-byte datagrams, keys up to 32 bytes, values up
+    /// to 128, metadata up to 32, tombstones kept an hour, a depth-1 data tree (good to about 256 keys).
+    pub fn mcu(cluster: ClusterId, node: NodeId) -> Self {
+        Config {
+            sync: SyncConfig {
+                max_datagram: MIN_DATAGRAM,
+                burst: 8,
+                datagrams_per_sec: 200,
+            },
+            data: DataConfig {
+                max_key_len: 32,
+                max_value_len: 128,
+                tombstone_grace: Duration::from_secs(3600),
+            },
+            data_depth: 1,
+            members: MembersConfig {
+                max_meta_len: 32,
+                retention: Duration::from_secs(600),
+            },
+            swim: SwimConfig::mcu(),
+            ..Self::lan(cluster, node)
         }
     }
 
@@ -148,6 +302,25 @@ impl Config {
         if self.data_depth > MAX_DEPTH {
             return Err(ConfigError::TreeTooDeep);
         }
+        let w = &self.swim;
+        if w.probe_timeout.as_millis() == 0 || w.probe_timeout >= w.probe_interval {
+            return Err(ConfigError::ProbeTimeout);
+        }
+        let multipliers = [
+            w.suspicion_mult,
+            w.suspicion_max_timeout_mult,
+            w.retransmit_mult,
+            w.awareness_max_multiplier,
+        ];
+        if multipliers.contains(&0) {
+            return Err(ConfigError::ZeroMultiplier);
+        }
+        if w.gossip_interval.as_millis() == 0
+            || w.sync_interval.as_millis() == 0
+            || w.gossip_nodes == 0
+        {
+            return Err(ConfigError::ZeroGossip);
+        }
         Ok(())
     }
 }
@@ -157,7 +330,6 @@ mod tests {
     use super::*;
     use crate::data::{WireEntry, WireValue};
     use crate::wire::{Encoder, Kind, TreeId};
-    use crate::Duration;
 
     fn config() -> Config {
         Config::new(ClusterId(*b"test"), NodeId(u64::MAX))
@@ -184,6 +356,47 @@ mod tests {
         let mut c = config();
         c.data_depth = 9;
         assert_eq!(c.validate(), Err(ConfigError::TreeTooDeep));
+        let mut c = config();
+        c.swim.probe_timeout = c.swim.probe_interval;
+        assert_eq!(c.validate(), Err(ConfigError::ProbeTimeout));
+        let mut c = config();
+        c.swim.retransmit_mult = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroMultiplier));
+        let mut c = config();
+        c.swim.gossip_nodes = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroGossip));
+    }
+
+    #[test]
+    fn presets_are_valid_and_lan_matches_the_reference_defaults() {
+        let (cl, n) = (ClusterId(*b"test"), NodeId(1));
+        for c in [
+            Config::lan(cl, n),
+            Config::wan(cl, n),
+            Config::local(cl, n),
+            Config::mcu(cl, n),
+        ] {
+            assert_eq!(c.validate(), Ok(()), "{c:?}");
+        }
+        let w = Config::lan(cl, n).swim;
+        assert_eq!(
+            (
+                w.probe_interval.as_millis(),
+                w.probe_timeout.as_millis(),
+                w.indirect_checks
+            ),
+            (1000, 500, 3)
+        );
+        assert_eq!(
+            (
+                w.suspicion_mult,
+                w.suspicion_max_timeout_mult,
+                w.retransmit_mult
+            ),
+            (4, 6, 4)
+        );
+        assert_eq!((w.gossip_interval.as_millis(), w.gossip_nodes), (200, 3));
+        assert_eq!(w.sync_interval.as_millis(), 30_000);
     }
 
     #[test]
