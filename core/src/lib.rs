@@ -15,6 +15,7 @@
 //!   entries that differ, over any [`sync::Replica`].
 //! - [`data`]: the replicated last-writer-wins map.
 //! - [`members`]: the member table: statuses, generations, refutation and tombstones.
+//! - [`gossip`]: the bounded queue of changes piggybacked on outgoing datagrams.
 //! - [`store`]: storage backends, heapless (fixed capacity) and hashbrown (feature `alloc`).
 //!
 //! # Design tenets
@@ -43,6 +44,7 @@ extern crate std;
 
 pub mod config;
 pub mod data;
+pub mod gossip;
 pub mod hash;
 mod id;
 pub mod indexed;

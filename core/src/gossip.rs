@@ -1,0 +1,200 @@
+//! Dissemination: the bounded queue of recent changes that ride on every outgoing datagram.
+//!
+//! Each change is named by its table and key hash, not copied: when it is sent, its table's current
+//! state is encoded, so a change that was superseded goes out as the newer one. A change is sent
+//! `retransmit_mult * ceil(log10(n + 1))` times, freshest first; when the queue is full, the change
+//! closest to done gives way.
+
+use crate::wire::TreeId;
+use heapless::Vec;
+
+/// `mult * ceil(log10(n + 1))`: how often each change is piggybacked in a cluster of `n`.
+pub fn retransmit_limit(mult: u32, n: usize) -> u8 {
+    let mut digits = 0u32;
+    let mut rest = n;
+    while rest > 0 {
+        digits += 1;
+        rest /= 10;
+    }
+    u8::try_from(mult.saturating_mul(digits)).unwrap_or(u8::MAX)
+}
+
+/// What writing one change did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Written into the datagram.
+    Written,
+    /// Its table no longer holds it.
+    Gone,
+    /// No room left in the datagram.
+    Full,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rumor {
+    tree: TreeId,
+    hash: u64,
+    left: u8,
+}
+
+/// Counters of a [`Broadcasts`] queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GossipStats {
+    /// Changes queued.
+    pub queued: u64,
+    /// Changes that gave way to fresher ones in a full queue (anti-entropy still delivers them).
+    pub evicted: u64,
+    /// Piggybacked copies sent.
+    pub sent: u64,
+}
+
+/// Up to `N` changes waiting to be piggybacked.
+#[derive(Default)]
+pub struct Broadcasts<const N: usize> {
+    rumors: Vec<Rumor, N>,
+    stats: GossipStats,
+}
+
+impl<const N: usize> Broadcasts<N> {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Broadcasts {
+            rumors: Vec::new(),
+            stats: GossipStats::default(),
+        }
+    }
+
+    /// Whether there is news to send.
+    pub fn is_empty(&self) -> bool {
+        self.rumors.is_empty()
+    }
+
+    /// Changes queued.
+    pub fn len(&self) -> usize {
+        self.rumors.len()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &GossipStats {
+        &self.stats
+    }
+
+    /// Queues the change of `hash` in `tree`, to be sent `transmits` times (restarting the count if it
+    /// was queued already).
+    pub fn push(&mut self, tree: TreeId, hash: u64, transmits: u8) {
+        if transmits == 0 {
+            return;
+        }
+        self.stats.queued += 1;
+        let rumor = Rumor {
+            tree,
+            hash,
+            left: transmits,
+        };
+        if let Some(r) = self
+            .rumors
+            .iter_mut()
+            .find(|r| r.tree == tree && r.hash == hash)
+        {
+            *r = rumor;
+            return;
+        }
+        if let Err(rumor) = self.rumors.push(rumor) {
+            let weakest = self.rumors.iter_mut().min_by_key(|r| r.left);
+            if let Some(w) = weakest.filter(|w| w.left < rumor.left) {
+                *w = rumor;
+            }
+            self.stats.evicted += 1;
+        }
+    }
+
+    /// Offers queued changes, freshest first, to `write` until it reports the datagram full; returns
+    /// how many were written.
+    pub fn fill(&mut self, mut write: impl FnMut(TreeId, u64) -> Fill) -> usize {
+        self.rumors.sort_unstable_by(|a, b| b.left.cmp(&a.left));
+        let mut written = 0usize;
+        for r in self.rumors.iter_mut() {
+            match write(r.tree, r.hash) {
+                Fill::Written => {
+                    r.left = r.left.saturating_sub(1);
+                    written += 1;
+                }
+                Fill::Gone => r.left = 0,
+                Fill::Full => break,
+            }
+        }
+        self.stats.sent += written as u64;
+        self.rumors.retain(|r| r.left > 0);
+        written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_grow_with_log_n() {
+        assert_eq!(retransmit_limit(4, 0), 0);
+        assert_eq!(retransmit_limit(4, 1), 4);
+        assert_eq!(retransmit_limit(4, 9), 4);
+        assert_eq!(retransmit_limit(4, 10), 8);
+        assert_eq!(retransmit_limit(4, 1000), 16);
+        assert_eq!(retransmit_limit(4, 10_000), 20);
+        assert_eq!(retransmit_limit(200, 1000), u8::MAX);
+    }
+
+    #[test]
+    fn each_change_goes_out_its_count_then_leaves() {
+        let mut q: Broadcasts<4> = Broadcasts::new();
+        q.push(TreeId::DATA, 1, 2);
+        q.push(TreeId::MEMBERS, 1, 3);
+        let mut sent = std::vec::Vec::new();
+        for _ in 0..5 {
+            q.fill(|t, h| {
+                sent.push((t, h));
+                Fill::Written
+            });
+        }
+        assert_eq!(sent.iter().filter(|s| **s == (TreeId::DATA, 1)).count(), 2);
+        assert_eq!(
+            sent.iter().filter(|s| **s == (TreeId::MEMBERS, 1)).count(),
+            3
+        );
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn freshest_first_and_a_full_datagram_stops_the_fill() {
+        let mut q: Broadcasts<4> = Broadcasts::new();
+        q.push(TreeId::DATA, 1, 1);
+        q.push(TreeId::DATA, 2, 9);
+        let mut first = None;
+        q.fill(|_, h| {
+            first.get_or_insert(h);
+            Fill::Full
+        });
+        assert_eq!(first, Some(2));
+        assert_eq!(q.len(), 2);
+        q.fill(|_, h| if h == 2 { Fill::Gone } else { Fill::Written });
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_keeps_the_freshest() {
+        let mut q: Broadcasts<2> = Broadcasts::new();
+        q.push(TreeId::DATA, 1, 1);
+        q.push(TreeId::DATA, 2, 5);
+        q.push(TreeId::DATA, 3, 5);
+        q.push(TreeId::DATA, 4, 1);
+        let mut got = std::vec::Vec::new();
+        q.fill(|_, h| {
+            got.push(h);
+            Fill::Written
+        });
+        got.sort();
+        assert_eq!(got, [2, 3]);
+        assert_eq!(q.stats().evicted, 2);
+    }
+}
