@@ -112,7 +112,8 @@ impl<const N: usize> Broadcasts<N> {
     /// Offers queued changes, freshest first, to `write` until it reports the datagram full; returns
     /// how many were written.
     pub fn fill(&mut self, mut write: impl FnMut(TreeId, u64) -> Fill) -> usize {
-        self.rumors.sort_unstable_by_key(|r| core::cmp::Reverse(r.left));
+        self.rumors
+            .sort_unstable_by_key(|r| core::cmp::Reverse(r.left));
         let mut written = 0usize;
         for r in self.rumors.iter_mut() {
             match write(r.tree, r.hash) {

@@ -12,9 +12,14 @@
 //! build time, and configuration refuses a maximum datagram below it.
 
 use crate::{ClusterId, NodeId, Version};
-use core::marker::PhantomData;
 use postcard::experimental::max_size::MaxSize;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
+
+mod items;
+mod rejects;
+
+pub use items::{GroupIter, ItemIter, Items, Listing, MAX_ITEMS};
+pub use rejects::Rejects;
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"td";
@@ -213,151 +218,6 @@ pub enum WireError {
     Malformed,
 }
 
-/// A validated run of postcard items of type `T` that fills the rest of a datagram.
-pub struct Items<'a, T> {
-    bytes: &'a [u8],
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for Items<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Items<'_, T> {}
-impl<T> PartialEq for Items<'_, T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
-    }
-}
-impl<T> Eq for Items<'_, T> {}
-impl<T> core::fmt::Debug for Items<'_, T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Items({} bytes)", self.bytes.len())
-    }
-}
-
-impl<'a, T: DeserializeOwned> Items<'a, T> {
-    fn validate(bytes: &'a [u8], limit: usize) -> Result<(Self, &'a [u8]), WireError> {
-        let mut rest = bytes;
-        for _ in 0..limit {
-            if rest.is_empty() {
-                break;
-            }
-            rest = postcard::take_from_bytes::<T>(rest)
-                .map_err(|_| WireError::Malformed)?
-                .1;
-        }
-        let used = bytes.len() - rest.len();
-        let items = Items {
-            bytes: bytes.get(..used).ok_or(WireError::Malformed)?,
-            _t: PhantomData,
-        };
-        Ok((items, rest))
-    }
-
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// Whether there are no items.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-impl<'a, T: DeserializeOwned> IntoIterator for Items<'a, T> {
-    type Item = T;
-    type IntoIter = ItemIter<'a, T>;
-    fn into_iter(self) -> ItemIter<'a, T> {
-        ItemIter {
-            rest: self.bytes,
-            _t: PhantomData,
-        }
-    }
-}
-
-/// Iterator over [`Items`].
-pub struct ItemIter<'a, T> {
-    rest: &'a [u8],
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T: DeserializeOwned> Iterator for ItemIter<'_, T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
-        // Validated at decode: an error here cannot happen, and ends the walk if it did.
-        let (item, rest) = postcard::take_from_bytes::<T>(self.rest).ok()?;
-        self.rest = rest;
-        Some(item)
-    }
-}
-
-/// Most items or groups one datagram may hold: more than any datagram has bytes, so the encoder can
-/// never pack more than the decoder accepts.
-pub const MAX_ITEMS: usize = 65_536;
-
-/// A validated listing: groups, each a [`GroupHead`] followed by its summaries.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Listing<'a> {
-    bytes: &'a [u8],
-}
-
-impl core::fmt::Debug for Listing<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Listing({} bytes)", self.bytes.len())
-    }
-}
-
-impl<'a> Listing<'a> {
-    fn validate(bytes: &'a [u8]) -> Result<Self, WireError> {
-        let mut rest = bytes;
-        for _ in 0..MAX_ITEMS {
-            if rest.is_empty() {
-                return Ok(Listing { bytes });
-            }
-            let (head, after) =
-                postcard::take_from_bytes::<GroupHead>(rest).map_err(|_| WireError::Malformed)?;
-            let count = usize::from(u16::from_le_bytes(head.count));
-            let (_, after) = Items::<Summary>::validate(after, count)?;
-            if let Some((lo, hi)) = head.part {
-                if u64::from_be_bytes(lo) > u64::from_be_bytes(hi) {
-                    return Err(WireError::Malformed);
-                }
-            }
-            rest = after;
-        }
-        Err(WireError::Malformed)
-    }
-
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// The groups, each with its summaries.
-    pub fn groups(&self) -> GroupIter<'a> {
-        GroupIter { rest: self.bytes }
-    }
-}
-
-/// Iterator over the groups of a [`Listing`].
-pub struct GroupIter<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for GroupIter<'a> {
-    type Item = (GroupHead, Items<'a, Summary>);
-    fn next(&mut self) -> Option<Self::Item> {
-        let (head, after) = postcard::take_from_bytes::<GroupHead>(self.rest).ok()?;
-        let count = usize::from(u16::from_le_bytes(head.count));
-        let (items, rest) = Items::<Summary>::validate(after, count).ok()?;
-        self.rest = rest;
-        Some((head, items))
-    }
-}
-
 /// Decodes and validates a datagram of at most `max_len` bytes from cluster `cluster`.
 pub fn decode(
     bytes: &[u8],
@@ -530,57 +390,6 @@ const _: () = assert!(
         <= MIN_DATAGRAM
 );
 
-/// Counts of rejected datagrams by reason, for a node's statistics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Rejects {
-    /// [`WireError::Truncated`].
-    pub truncated: u64,
-    /// [`WireError::Oversized`].
-    pub oversized: u64,
-    /// [`WireError::BadMagic`].
-    pub bad_magic: u64,
-    /// [`WireError::UnsupportedProtocol`].
-    pub unsupported_protocol: u64,
-    /// [`WireError::ForeignCluster`].
-    pub foreign_cluster: u64,
-    /// [`WireError::UnknownKind`].
-    pub unknown_kind: u64,
-    /// [`WireError::Malformed`].
-    pub malformed: u64,
-}
-
-impl Rejects {
-    /// Counts one rejection.
-    pub fn count(&mut self, e: WireError) {
-        let c = match e {
-            WireError::Truncated => &mut self.truncated,
-            WireError::Oversized => &mut self.oversized,
-            WireError::BadMagic => &mut self.bad_magic,
-            WireError::UnsupportedProtocol => &mut self.unsupported_protocol,
-            WireError::ForeignCluster => &mut self.foreign_cluster,
-            WireError::UnknownKind => &mut self.unknown_kind,
-            WireError::Malformed => &mut self.malformed,
-        };
-        *c = c.saturating_add(1);
-    }
-
-    /// All rejections.
-    pub fn total(&self) -> u64 {
-        [
-            self.truncated,
-            self.oversized,
-            self.bad_magic,
-            self.unsupported_protocol,
-            self.foreign_cluster,
-            self.unknown_kind,
-            self.malformed,
-        ]
-        .iter()
-        .fold(0u64, |a, b| a.saturating_add(*b))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,14 +500,10 @@ mod tests {
     #[test]
     fn bad_datagrams_get_typed_errors() {
         let mut buf = [0u8; 256];
-        let m = Message::Fetch {
-            tree: TreeId::DATA,
-            hashes: Items {
-                bytes: &[1, 2, 3, 4, 5, 6, 7, 8],
-                _t: PhantomData,
-            },
-        };
-        let len = encode(&header(), &m, &mut buf).unwrap();
+        let mut e = Encoder::new(&mut buf, &header(), Kind::Fetch).unwrap();
+        e.push(&TreeId::DATA);
+        e.push(&[1u8, 2, 3, 4, 5, 6, 7, 8]);
+        let len = e.finish();
         let good = &buf[..len];
         assert!(decode(good, C, DEFAULT_MAX_DATAGRAM).is_ok());
         assert_eq!(decode(&good[..2], C, 1200), Err(WireError::Truncated));
