@@ -104,6 +104,8 @@ pub enum SyncError {
     BadListing,
     /// A run of entries was refused.
     Entry(EntryError),
+    /// Not a sync message: it belongs to the failure detector.
+    NotSync,
 }
 
 /// Settings of the sync engine.
@@ -310,6 +312,12 @@ impl<const TASKS: usize> Engine<TASKS> {
                     }
                 }
                 plan.flush(self);
+            }
+            Message::Ping { .. }
+            | Message::Ack { .. }
+            | Message::PingReq { .. }
+            | Message::Gossip { .. } => {
+                return Err(SyncError::NotSync);
             }
             Message::Entries { bytes, .. } => {
                 replica.check_entries(bytes).map_err(SyncError::Entry)?;

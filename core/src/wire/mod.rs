@@ -119,6 +119,32 @@ pub struct Summary {
     pub version: Version,
 }
 
+/// A probe: "are you there?", answered by an [`Message::Ack`] with the same `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Probe {
+    /// Matches the ack to the probe.
+    pub seq: u32,
+    /// The member the probe is for: a node that took over a dead member's address ignores it.
+    pub target: NodeId,
+}
+
+/// "Probe `target` at `addr` for me": an indirect probe through a third member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ProbeRequest {
+    /// The requester's probe, echoed in the relayed ack.
+    pub seq: u32,
+    /// The member to probe.
+    pub target: NodeId,
+    /// Where it listens.
+    pub addr: core::net::SocketAddr,
+}
+
+/// Largest encoded [`ProbeRequest`]: seq, target and an IPv6 socket address.
+pub const PROBE_REQUEST_MAX: usize =
+    u32::POSTCARD_MAX_SIZE + NodeId::POSTCARD_MAX_SIZE + 1 + 16 + 3;
+
 /// A message kind byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -134,6 +160,14 @@ pub enum Kind {
     Fetch = 4,
     /// [`Message::Entries`].
     Entries = 5,
+    /// [`Message::Ping`].
+    Ping = 16,
+    /// [`Message::Ack`].
+    Ack = 17,
+    /// [`Message::PingReq`].
+    PingReq = 18,
+    /// [`Message::Gossip`].
+    Gossip = 19,
 }
 
 impl Kind {
@@ -144,6 +178,10 @@ impl Kind {
             3 => Kind::Listing,
             4 => Kind::Fetch,
             5 => Kind::Entries,
+            16 => Kind::Ping,
+            17 => Kind::Ack,
+            18 => Kind::PingReq,
+            19 => Kind::Gossip,
             _ => return None,
         })
     }
@@ -182,6 +220,32 @@ pub enum Message<'a> {
         /// The encoded entries, back to back.
         bytes: &'a [u8],
     },
+    /// A direct probe, with piggybacked rumors.
+    Ping {
+        /// The probe.
+        probe: Probe,
+        /// Piggybacked rumors, checked by the node before any is applied.
+        rumors: &'a [u8],
+    },
+    /// The answer to a probe, direct or relayed, with piggybacked rumors.
+    Ack {
+        /// The probe's sequence number.
+        seq: u32,
+        /// Piggybacked rumors.
+        rumors: &'a [u8],
+    },
+    /// A request to probe someone indirectly, with piggybacked rumors.
+    PingReq {
+        /// The request.
+        request: ProbeRequest,
+        /// Piggybacked rumors.
+        rumors: &'a [u8],
+    },
+    /// Rumors alone, pushed by the gossip timer.
+    Gossip {
+        /// The rumors.
+        rumors: &'a [u8],
+    },
 }
 
 impl Message<'_> {
@@ -193,6 +257,10 @@ impl Message<'_> {
             Message::Listing { .. } => Kind::Listing,
             Message::Fetch { .. } => Kind::Fetch,
             Message::Entries { .. } => Kind::Entries,
+            Message::Ping { .. } => Kind::Ping,
+            Message::Ack { .. } => Kind::Ack,
+            Message::PingReq { .. } => Kind::PingReq,
+            Message::Gossip { .. } => Kind::Gossip,
         }
     }
 }
@@ -276,6 +344,20 @@ pub fn decode(
             let (tree, bytes) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
             Message::Entries { tree, bytes }
         }
+        Kind::Ping => {
+            let (probe, rumors) = postcard::take_from_bytes::<Probe>(body).map_err(malformed)?;
+            Message::Ping { probe, rumors }
+        }
+        Kind::Ack => {
+            let (seq, rumors) = postcard::take_from_bytes::<u32>(body).map_err(malformed)?;
+            Message::Ack { seq, rumors }
+        }
+        Kind::PingReq => {
+            let (request, rumors) =
+                postcard::take_from_bytes::<ProbeRequest>(body).map_err(malformed)?;
+            Message::PingReq { request, rumors }
+        }
+        Kind::Gossip => Message::Gossip { rumors: body },
     };
     Ok((header, msg))
 }
@@ -366,6 +448,10 @@ pub fn encode(header: &Header, msg: &Message<'_>, buf: &mut [u8]) -> Result<usiz
         Message::Listing { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
         Message::Fetch { tree, hashes } => e.push(tree) && e.push_raw(hashes.as_bytes()),
         Message::Entries { tree, bytes } => e.push(tree) && e.push_raw(bytes),
+        Message::Ping { probe, rumors } => e.push(probe) && e.push_raw(rumors),
+        Message::Ack { seq, rumors } => e.push(seq) && e.push_raw(rumors),
+        Message::PingReq { request, rumors } => e.push(request) && e.push_raw(rumors),
+        Message::Gossip { rumors } => e.push_raw(rumors),
     };
     if ok {
         Ok(e.finish())
@@ -383,6 +469,7 @@ pub const LIST_PREFIX_MAX: usize = HEADER_MAX + TreeId::POSTCARD_MAX_SIZE;
 
 // Every fixed-size message, and at least one item of every list, fits the smallest datagram we accept.
 const _: () = assert!(ROOT_MAX + TAG_RESERVE <= MIN_DATAGRAM);
+const _: () = assert!(HEADER_MAX + PROBE_REQUEST_MAX + TAG_RESERVE <= MIN_DATAGRAM);
 const _: () =
     assert!(LIST_PREFIX_MAX + DigestItem::POSTCARD_MAX_SIZE + TAG_RESERVE <= MIN_DATAGRAM);
 const _: () = assert!(
@@ -495,6 +582,49 @@ mod tests {
                 && buf[..len] == again[..len2]
         }
         qc().quickcheck(prop as fn(u64, std::vec::Vec<u8>, bool, std::vec::Vec<u32>) -> bool);
+    }
+
+    #[test]
+    fn probes_round_trip_with_their_rumors() {
+        fn prop(seq: u32, target: u64, v6: bool, port: u16, rumors: std::vec::Vec<u8>) -> bool {
+            let addr = if v6 {
+                core::net::SocketAddr::from(([0xfe80, 0, 0, 0, 0, 0, 0, seq as u16], port))
+            } else {
+                core::net::SocketAddr::from(([10, 0, 0, seq as u8], port))
+            };
+            let request = ProbeRequest {
+                seq,
+                target: NodeId(target),
+                addr,
+            };
+            let probe = Probe {
+                seq,
+                target: NodeId(target),
+            };
+            let msgs = [
+                Message::Ping {
+                    probe,
+                    rumors: &rumors,
+                },
+                Message::Ack {
+                    seq,
+                    rumors: &rumors,
+                },
+                Message::PingReq {
+                    request,
+                    rumors: &rumors,
+                },
+                Message::Gossip { rumors: &rumors },
+            ];
+            let mut buf = [0u8; 2048];
+            let bare = encode(&header(), &Message::Gossip { rumors: &[] }, &mut buf).unwrap();
+            msgs.iter().all(|m| {
+                let len = encode(&header(), m, &mut buf).unwrap();
+                let fixed = len - rumors.len() - bare;
+                decode(&buf[..len], C, 2048) == Ok((header(), *m)) && fixed <= PROBE_REQUEST_MAX
+            })
+        }
+        qc().quickcheck(prop as fn(u32, u64, bool, u16, std::vec::Vec<u8>) -> bool);
     }
 
     #[test]
