@@ -131,7 +131,6 @@ pub struct Probe {
 
 /// "Probe `target` at `addr` for me": an indirect probe through a third member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ProbeRequest {
     /// The requester's probe, echoed in the relayed ack.
     pub seq: u32,
