@@ -684,26 +684,24 @@ impl Plan {
     /// Plans to send `hash`; false once the engine's queue is full (the rest waits for the next
     /// exchange).
     fn push<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
-        if self.send.push(hash).is_err() {
-            let full = core::mem::take(&mut self.send);
-            if !engine.enqueue(self.to, self.tree, Work::Send { hashes: full }) {
-                return false;
-            }
-            let _ = self.send.push(hash);
-        }
-        true
+        add(
+            engine,
+            (self.to, self.tree),
+            &mut self.send,
+            hash,
+            |hashes| Work::Send { hashes },
+        )
     }
 
     /// Plans to fetch `hash`; false once the engine's queue is full.
     fn pull<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
-        if self.fetch.push(hash).is_err() {
-            let full = core::mem::take(&mut self.fetch);
-            if !engine.enqueue(self.to, self.tree, Work::Fetch { hashes: full }) {
-                return false;
-            }
-            let _ = self.fetch.push(hash);
-        }
-        true
+        add(
+            engine,
+            (self.to, self.tree),
+            &mut self.fetch,
+            hash,
+            |hashes| Work::Fetch { hashes },
+        )
     }
 
     /// Merges the peer's sorted summaries of `lo..=hi` with ours; false if the queue filled up.
@@ -761,6 +759,21 @@ impl Plan {
             engine.enqueue(self.to, self.tree, Work::Send { hashes: self.send });
         }
     }
+}
+
+/// Adds `hash` to `list`, first queueing the list as a task when it is full; false if the queue is.
+fn add<const T: usize>(
+    engine: &mut Engine<T>,
+    (to, tree): (SocketAddr, TreeId),
+    list: &mut Vec<u64, HASHES_PER_TASK>,
+    hash: u64,
+    work: fn(Vec<u64, HASHES_PER_TASK>) -> Work,
+) -> bool {
+    if list.is_full() && !engine.enqueue(to, tree, work(core::mem::take(list))) {
+        return false;
+    }
+    let _ = list.push(hash);
+    true
 }
 
 /// Our entries in a hash range, ascending.
