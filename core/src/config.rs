@@ -188,10 +188,10 @@ impl core::fmt::Display for ConfigError {
 }
 
 const fn varint_len(n: usize) -> usize {
-    let mut len = 1;
+    let mut len = 1usize;
     let mut n = n >> 7;
     while n > 0 {
-        len += 1;
+        len = len.saturating_add(1);
         n >>= 7;
     }
     len
@@ -271,13 +271,20 @@ impl Config {
     /// Bytes of the largest data entry, in a datagram of its own, tag included.
     pub fn largest_entry_datagram(&self) -> usize {
         let d = &self.data;
-        LIST_PREFIX_MAX
-            + varint_len(d.max_key_len)
-            + d.max_key_len
-            + Version::POSTCARD_MAX_SIZE
-            + 1
-            + (varint_len(d.max_value_len) + d.max_value_len).max(u64::POSTCARD_MAX_SIZE)
-            + TAG_RESERVE
+        let value = varint_len(d.max_value_len)
+            .saturating_add(d.max_value_len)
+            .max(u64::POSTCARD_MAX_SIZE);
+        [
+            LIST_PREFIX_MAX,
+            varint_len(d.max_key_len),
+            d.max_key_len,
+            Version::POSTCARD_MAX_SIZE,
+            1,
+            value,
+            TAG_RESERVE,
+        ]
+        .iter()
+        .fold(0usize, |a, b| a.saturating_add(*b))
     }
 
     /// Checks that the settings are consistent.
@@ -350,6 +357,9 @@ mod tests {
             c.validate(),
             Err(ConfigError::EntryTooLarge { .. })
         ));
+        let mut c = config();
+        c.data.max_key_len = usize::MAX;
+        assert!(matches!(c.validate(), Err(ConfigError::EntryTooLarge { .. })));
         let mut c = config();
         c.data.tombstone_grace = Duration::ZERO;
         assert_eq!(c.validate(), Err(ConfigError::ZeroTombstoneGrace));

@@ -356,12 +356,12 @@ where
         let k = K::from_slice(key).ok_or(DataError::KeyTooLong)?;
         let counter = self.clock.checked_add(1).ok_or(DataError::ClockExhausted)?;
         let version = Version::new(counter, self.writer.0, self.generation);
-        let expires = now + self.config.tombstone_grace;
+        let expires = now.saturating_add(self.config.tombstone_grace);
         let hash = self.hash(&k);
         self.store(hash, k, version, value, expires)
             .map_err(|_| DataError::Full)?;
         self.clock = version.major;
-        self.stats.local_writes += 1;
+        self.stats.local_writes = self.stats.local_writes.saturating_add(1);
         Ok(version)
     }
 
@@ -386,7 +386,7 @@ where
         if let Some(old) = self.index.insert(hash, record).map_err(|_| ())? {
             self.live = self.live.saturating_sub(usize::from(old.value.is_some()));
         }
-        self.live += usize::from(is_live);
+        self.live = self.live.saturating_add(usize::from(is_live));
         if !is_live {
             self.next_collect = Some(self.next_collect.map_or(expires, |n| n.min(expires)));
         }
@@ -409,7 +409,7 @@ where
         self.clock = self.clock.max(entry.version.major);
         if let Some(ours) = self.index.get(hash) {
             if !wins(entry, ours) {
-                self.stats.stale += 1;
+                self.stats.stale = self.stats.stale.saturating_add(1);
                 return Ok(MergeOutcome::Stale);
             }
         }
@@ -424,29 +424,34 @@ where
                 return Ok(match self.index.remove(hash) {
                     Some(old) => {
                         self.live = self.live.saturating_sub(usize::from(old.value.is_some()));
-                        self.stats.applied += 1;
-                        self.stats.collected += 1;
+                        self.stats.applied = self.stats.applied.saturating_add(1);
+                        self.stats.collected = self.stats.collected.saturating_add(1);
                         MergeOutcome::Applied
                     }
                     None => {
-                        self.stats.stale += 1;
+                        self.stats.stale = self.stats.stale.saturating_add(1);
                         MergeOutcome::Stale
                     }
                 });
             }
             WireValue::Deleted { age_ms } => (
                 None,
-                now + Duration::from_millis(self.config.tombstone_grace.as_millis() - age_ms),
+                now.saturating_add(Duration::from_millis(
+                    self.config
+                        .tombstone_grace
+                        .as_millis()
+                        .saturating_sub(age_ms),
+                )),
             ),
         };
         let key = K::from_slice(entry.key).ok_or(EntryError::KeyTooLong)?;
         match self.store(hash, key, entry.version, value, expires) {
             Ok(()) => {
-                self.stats.applied += 1;
+                self.stats.applied = self.stats.applied.saturating_add(1);
                 Ok(MergeOutcome::Applied)
             }
             Err(()) => {
-                self.stats.full += 1;
+                self.stats.full = self.stats.full.saturating_add(1);
                 Ok(MergeOutcome::Full)
             }
         }
@@ -465,7 +470,7 @@ where
             }
             let due = r.expires;
             if due <= now {
-                stats.collected += 1;
+                stats.collected = stats.collected.saturating_add(1);
                 false
             } else {
                 next = Some(next.map_or(due, |n| n.min(due)));
@@ -532,7 +537,7 @@ where
                     .config
                     .tombstone_grace
                     .as_millis()
-                    .saturating_sub((r.expires - now).as_millis()),
+                    .saturating_sub(r.expires.saturating_since(now).as_millis()),
             },
         };
         let entry = WireEntry {
@@ -569,9 +574,9 @@ where
             bytes,
             |e: WireEntry<'_>| {
                 match self.merge(now, &e) {
-                    Ok(MergeOutcome::Applied) => out.applied += 1,
-                    Ok(MergeOutcome::Stale) | Err(_) => out.stale += 1,
-                    Ok(MergeOutcome::Full) => out.full += 1,
+                    Ok(MergeOutcome::Applied) => out.applied = out.applied.saturating_add(1),
+                    Ok(MergeOutcome::Stale) | Err(_) => out.stale = out.stale.saturating_add(1),
+                    Ok(MergeOutcome::Full) => out.full = out.full.saturating_add(1),
                 }
                 Ok(())
             },

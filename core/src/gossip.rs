@@ -13,7 +13,7 @@ pub fn retransmit_limit(mult: u32, n: usize) -> u8 {
     let mut digits = 0u32;
     let mut rest = n;
     while rest > 0 {
-        digits += 1;
+        digits = digits.saturating_add(1);
         rest /= 10;
     }
     u8::try_from(mult.saturating_mul(digits)).unwrap_or(u8::MAX)
@@ -86,7 +86,7 @@ impl<const N: usize> Broadcasts<N> {
         if transmits == 0 {
             return;
         }
-        self.stats.queued += 1;
+        self.stats.queued = self.stats.queued.saturating_add(1);
         let rumor = Rumor {
             tree,
             hash,
@@ -105,7 +105,7 @@ impl<const N: usize> Broadcasts<N> {
             if let Some(w) = weakest.filter(|w| w.left < rumor.left) {
                 *w = rumor;
             }
-            self.stats.evicted += 1;
+            self.stats.evicted = self.stats.evicted.saturating_add(1);
         }
     }
 
@@ -119,13 +119,13 @@ impl<const N: usize> Broadcasts<N> {
             match write(r.tree, r.hash) {
                 Fill::Written => {
                     r.left = r.left.saturating_sub(1);
-                    written += 1;
+                    written = written.saturating_add(1);
                 }
                 Fill::Gone => r.left = 0,
                 Fill::Full => break,
             }
         }
-        self.stats.sent += written as u64;
+        self.stats.sent = self.stats.sent.saturating_add(written as u64);
         self.rumors.retain(|r| r.left > 0);
         written
     }

@@ -118,7 +118,7 @@ impl<M: ByteBuf> Member<M> {
             age_ms: if self.status.is_gone() {
                 retention
                     .as_millis()
-                    .saturating_sub((self.expires - now).as_millis())
+                    .saturating_sub(self.expires.saturating_since(now).as_millis())
             } else {
                 0
             },
@@ -333,7 +333,7 @@ where
         let meta = M::from_slice(m.meta).ok_or(MemberError::MetaTooLong)?;
         let hash = self.hash(m.id);
         let retention = self.config.retention.as_millis();
-        let expires = now + Duration::from_millis(retention.saturating_sub(m.age_ms));
+        let expires = now.saturating_add(Duration::from_millis(retention.saturating_sub(m.age_ms)));
         let member = Member {
             id: m.id,
             addr: m.addr,
@@ -365,24 +365,24 @@ where
         }
         let old = self.get(m.id).map(|o| (o.order(), o.generation, o.status));
         if old.is_some_and(|(o, _, _)| m.order() <= o) {
-            self.stats.stale += 1;
+            self.stats.stale = self.stats.stale.saturating_add(1);
             return Ok(None);
         }
         if m.status.is_gone() && m.age_ms >= self.config.retention.as_millis() {
             // Expired in transit: forget what it supersedes, keep nothing.
             let hash = self.hash(m.id);
             return Ok(self.index.remove(hash).map(|_| {
-                self.stats.forgotten += 1;
+                self.stats.forgotten = self.stats.forgotten.saturating_add(1);
                 Change::Forgotten
             }));
         }
         if let Err(e) = self.store(now, m) {
             if e == MemberError::Full {
-                self.stats.full += 1;
+                self.stats.full = self.stats.full.saturating_add(1);
             }
             return Err(e);
         }
-        self.stats.applied += 1;
+        self.stats.applied = self.stats.applied.saturating_add(1);
         let change = match old {
             None if m.status.is_gone() => None,
             None => Some(Change::Joined),
@@ -409,7 +409,7 @@ where
         };
         let (generation, version, status) = (me.generation, me.version, me.status);
         if m.order() <= order(generation, version, status) || status == Status::Left {
-            self.stats.stale += 1;
+            self.stats.stale = self.stats.stale.saturating_add(1);
             return Ok(None);
         }
         // Someone holds a newer claim about us than we do: outrank it.
@@ -419,7 +419,7 @@ where
             (generation, version.max(m.version))
         };
         self.bump(now, generation, base.saturating_add(1), Status::Alive)?;
-        self.stats.refuted += 1;
+        self.stats.refuted = self.stats.refuted.saturating_add(1);
         Ok(Some(Change::Refuted))
     }
 
@@ -517,12 +517,12 @@ where
             if keep {
                 next = Some(next.map_or(due, |n| n.min(due)));
             } else {
-                forgotten += 1;
+                forgotten = forgotten.saturating_add(1);
             }
             keep
         });
         self.next_expiry = next;
-        self.stats.forgotten += forgotten as u64;
+        self.stats.forgotten = self.stats.forgotten.saturating_add(forgotten as u64);
         forgotten
     }
 
@@ -644,9 +644,9 @@ where
             bytes,
             |m: WireMember<'_>| {
                 match self.merge(now, &m) {
-                    Ok(Some(_)) => out.applied += 1,
-                    Ok(None) => out.stale += 1,
-                    Err(_) => out.full += 1,
+                    Ok(Some(_)) => out.applied = out.applied.saturating_add(1),
+                    Ok(None) => out.stale = out.stale.saturating_add(1),
+                    Err(_) => out.full = out.full.saturating_add(1),
                 }
                 Ok::<(), ()>(())
             },

@@ -30,7 +30,10 @@ impl Pacer {
             return;
         }
         // `per_sec` datagrams per second is `per_sec` milli-datagrams per millisecond.
-        let gained = (now - self.at).as_millis().saturating_mul(self.per_sec);
+        let gained = now
+            .saturating_since(self.at)
+            .as_millis()
+            .saturating_mul(self.per_sec);
         self.milli_tokens = self
             .milli_tokens
             .saturating_add(gained)
@@ -65,8 +68,9 @@ impl Pacer {
         if self.per_sec == 0 || self.milli_tokens >= UNIT {
             return self.at;
         }
-        let missing = UNIT - self.milli_tokens;
-        self.at + Duration::from_millis(missing.div_ceil(self.per_sec))
+        let missing = UNIT.saturating_sub(self.milli_tokens);
+        self.at
+            .saturating_add(Duration::from_millis(missing.div_ceil(self.per_sec)))
     }
 }
 

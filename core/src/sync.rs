@@ -220,14 +220,14 @@ impl<const TASKS: usize> Engine<TASKS> {
     fn enqueue(&mut self, to: SocketAddr, tree: TreeId, work: Work) -> bool {
         let ok = self.tasks.push_back(Task { to, tree, work }).is_ok();
         if !ok {
-            self.stats.dropped += 1;
+            self.stats.dropped = self.stats.dropped.saturating_add(1);
         }
         ok
     }
 
     /// Starts an exchange of table `tree` with the peer at `to`. False if the queue is full.
     pub fn start(&mut self, to: SocketAddr, tree: TreeId) -> bool {
-        self.stats.started += 1;
+        self.stats.started = self.stats.started.saturating_add(1);
         self.enqueue(to, tree, Work::Root { reply: true })
     }
 
@@ -241,7 +241,7 @@ impl<const TASKS: usize> Engine<TASKS> {
     ) -> Result<(), SyncError> {
         let r = self.dispatch(now, from, msg, replica);
         if r.is_err() {
-            self.stats.refused += 1;
+            self.stats.refused = self.stats.refused.saturating_add(1);
         }
         r
     }
@@ -260,12 +260,12 @@ impl<const TASKS: usize> Engine<TASKS> {
                     return Err(SyncError::ShapeMismatch);
                 }
                 if m.root == replica.tree().root().hash {
-                    self.stats.in_sync += 1;
+                    self.stats.in_sync = self.stats.in_sync.saturating_add(1);
                     if m.reply {
                         self.enqueue(from, m.tree, Work::Root { reply: false });
                     }
                 } else {
-                    self.stats.mismatched += 1;
+                    self.stats.mismatched = self.stats.mismatched.saturating_add(1);
                     self.enqueue(from, m.tree, describe(0, 1));
                 }
             }
@@ -322,9 +322,9 @@ impl<const TASKS: usize> Engine<TASKS> {
             Message::Entries { bytes, .. } => {
                 replica.check_entries(bytes).map_err(SyncError::Entry)?;
                 let m = replica.merge_entries(now, bytes);
-                self.stats.applied += u64::from(m.applied);
-                self.stats.stale += u64::from(m.stale);
-                self.stats.full += u64::from(m.full);
+                self.stats.applied = self.stats.applied.saturating_add(u64::from(m.applied));
+                self.stats.stale = self.stats.stale.saturating_add(u64::from(m.stale));
+                self.stats.full = self.stats.full.saturating_add(u64::from(m.full));
             }
         }
         Ok(())
@@ -381,7 +381,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                 Written::Stuck => {
                     // Even an empty datagram has no room for the front task: drop it rather than spin.
                     self.tasks.pop_front();
-                    self.stats.dropped += 1;
+                    self.stats.dropped = self.stats.dropped.saturating_add(1);
                 }
             }
         }
@@ -442,7 +442,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                 break;
             }
             self.tasks.pop_front();
-            finished += 1;
+            finished = finished.saturating_add(1);
             if kind == Kind::Root || finished >= MAX_TASKS_PER_DATAGRAM {
                 break;
             }
@@ -524,7 +524,7 @@ fn write_describe<R: Replica>(
     let shape = tree.shape();
     while *mask != 0 {
         let i = mask.trailing_zeros();
-        let node = base + i;
+        let node = base.saturating_add(i);
         if shape.is_leaf(node) {
             let Some((lo, hi)) = shape.range(node) else {
                 *mask &= !(1 << i);
@@ -590,8 +590,8 @@ fn write_group<R: Replica>(
         if size > room || count == u16::MAX {
             break;
         }
-        room -= size;
-        count += 1;
+        room = room.saturating_sub(size);
+        count = count.saturating_add(1);
         last = Some(hash);
         next = hash.checked_add(1).filter(|&n| n <= hi);
     }
@@ -626,7 +626,7 @@ fn write_group<R: Replica>(
         if !enc.push(&summary) {
             break;
         }
-        written += 1;
+        written = written.saturating_add(1);
         at = hash.checked_add(1);
     }
     if written != count {
@@ -652,9 +652,11 @@ fn write_entries<R: Replica>(
 ) -> bool {
     while let Some(&h) = hashes.first() {
         match replica.encode_entry(now, h, enc) {
-            Encoded::Written => stats.entries_sent += 1,
+            Encoded::Written => stats.entries_sent = stats.entries_sent.saturating_add(1),
             Encoded::Missing => {}
-            Encoded::NoRoom if enc.len() == start => stats.dropped += 1,
+            Encoded::NoRoom if enc.len() == start => {
+                stats.dropped = stats.dropped.saturating_add(1)
+            }
             Encoded::NoRoom => return false,
         }
         hashes.remove(0);

@@ -28,7 +28,12 @@ const BITS: u32 = 4;
 /// The deepest tree supported: 16^5 = 1,048,576 leaves, 9 MiB of digests.
 pub const MAX_DEPTH: u8 = 5;
 
+// Tree arithmetic is bounded by the shape: depth <= MAX_DEPTH (5) keeps every node number below
+// tree_size(5) = 1,118,481, and node numbers from the wire are checked against the shape by
+// `Shape::level` before any other arithmetic touches them.
+
 /// Number of nodes (64-bit digests) in a tree of `depth` levels below the root.
+#[allow(clippy::arithmetic_side_effects)]
 pub const fn tree_size(depth: u8) -> usize {
     let mut total = 0usize;
     let mut width = 1usize;
@@ -42,6 +47,7 @@ pub const fn tree_size(depth: u8) -> usize {
 }
 
 /// The tree depth that keeps about `per_leaf` entries in each leaf for `entries` entries.
+#[allow(clippy::arithmetic_side_effects)]
 pub const fn depth_for(entries: u64, per_leaf: u64) -> u8 {
     let mut depth = 0u8;
     let mut leaves = 1u64;
@@ -59,6 +65,7 @@ pub struct Shape {
     depth: u8,
 }
 
+#[allow(clippy::arithmetic_side_effects)]
 impl Shape {
     /// A shape of `depth` levels below the root, if supported.
     pub const fn new(depth: u8) -> Option<Self> {
@@ -253,7 +260,7 @@ impl<B: TreeBuf> Tree<B> {
     /// The digests of the 16 children of inner node `node`.
     pub fn children(&self, node: u32) -> Option<[u64; FANOUT]> {
         let first = self.shape.first_child(node)? as usize;
-        let slice = self.buf.nodes().get(first..first + FANOUT)?;
+        let slice = self.buf.nodes().get(first..first.saturating_add(FANOUT))?;
         let mut out = [0u64; FANOUT];
         out.copy_from_slice(slice);
         Some(out)

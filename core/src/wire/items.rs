@@ -39,7 +39,7 @@ impl<'a, T: DeserializeOwned> Items<'a, T> {
                 .map_err(|_| WireError::Malformed)?
                 .1;
         }
-        let used = bytes.len() - rest.len();
+        let used = bytes.len().saturating_sub(rest.len());
         let items = Items {
             bytes: bytes.get(..used).ok_or(WireError::Malformed)?,
             _t: PhantomData,

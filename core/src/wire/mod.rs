@@ -390,7 +390,7 @@ impl<'b> Encoder<'b> {
         };
         match postcard::to_slice(value, room) {
             Ok(written) => {
-                self.pos += written.len();
+                self.pos = self.pos.saturating_add(written.len());
                 true
             }
             Err(_) => false,
@@ -399,7 +399,9 @@ impl<'b> Encoder<'b> {
 
     /// Appends raw bytes if they fit entirely.
     pub fn push_raw(&mut self, bytes: &[u8]) -> bool {
-        let end = self.pos + bytes.len();
+        let Some(end) = self.pos.checked_add(bytes.len()) else {
+            return false;
+        };
         match self.buf.get_mut(self.pos..end) {
             Some(dst) => {
                 dst.copy_from_slice(bytes);
@@ -427,7 +429,7 @@ impl<'b> Encoder<'b> {
 
     /// Overwrites already-written bytes at `at` (a listing group's count, once its summaries are in).
     pub fn patch(&mut self, at: usize, bytes: &[u8]) {
-        if let Some(dst) = self.buf.get_mut(at..at + bytes.len()) {
+        if let Some(dst) = self.buf.get_mut(at..at.saturating_add(bytes.len())) {
             dst.copy_from_slice(bytes);
         }
     }
