@@ -393,6 +393,48 @@ where
         Ok(())
     }
 
+    /// Whether a write from a peer could be merged: checked before anything of its datagram is applied.
+    pub fn check(&self, e: &WireEntry<'_>) -> Result<(), EntryError> {
+        let c = &self.config;
+        match e.value {
+            _ if e.key.len() > c.max_key_len => Err(EntryError::KeyTooLong),
+            _ if e.version.major > self.clock.saturating_add(MAX_CLOCK_JUMP) => {
+                Err(EntryError::VersionTooFar)
+            }
+            WireValue::Live(v) if v.len() > c.max_value_len => Err(EntryError::ValueTooLong),
+            _ => Ok(()),
+        }
+    }
+
+    /// The key hash that names `key` in the tree and on the wire.
+    pub fn hash_of(&self, key: &[u8]) -> u64 {
+        self.hash(key)
+    }
+
+    /// The record whose key hash is `hash`.
+    pub fn by_hash(&self, hash: u64) -> Option<&Record<K, V>> {
+        self.index.get(hash)
+    }
+
+    /// The record as it travels, as of `now`.
+    pub fn to_wire<'r>(&self, r: &'r Record<K, V>, now: Instant) -> WireEntry<'r> {
+        let value = match &r.value {
+            Some(v) => WireValue::Live(v),
+            None => WireValue::Deleted {
+                age_ms: self
+                    .config
+                    .tombstone_grace
+                    .as_millis()
+                    .saturating_sub(r.expires.saturating_since(now).as_millis()),
+            },
+        };
+        WireEntry {
+            key: &r.key,
+            version: r.version,
+            value,
+        }
+    }
+
     /// Merges one write from a peer; newest wins.
     pub fn merge(
         &mut self,
@@ -527,43 +569,17 @@ where
     }
 
     fn encode_entry(&self, now: Instant, hash: u64, enc: &mut Encoder<'_>) -> Encoded {
-        let Some(r) = self.index.get(hash) else {
-            return Encoded::Missing;
-        };
-        let value = match &r.value {
-            Some(v) => WireValue::Live(v),
-            None => WireValue::Deleted {
-                age_ms: self
-                    .config
-                    .tombstone_grace
-                    .as_millis()
-                    .saturating_sub(r.expires.saturating_since(now).as_millis()),
-            },
-        };
-        let entry = WireEntry {
-            key: &r.key,
-            version: r.version,
-            value,
-        };
-        if enc.push(&entry) {
-            Encoded::Written
-        } else {
-            Encoded::NoRoom
+        match self.index.get(hash) {
+            None => Encoded::Missing,
+            Some(r) if enc.push(&self.to_wire(r, now)) => Encoded::Written,
+            Some(_) => Encoded::NoRoom,
         }
     }
 
     fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError> {
-        let (c, clock) = (&self.config, self.clock);
         each_entry(
             bytes,
-            |e: WireEntry<'_>| match e.value {
-                _ if e.key.len() > c.max_key_len => Err(EntryError::KeyTooLong),
-                _ if e.version.major > clock.saturating_add(MAX_CLOCK_JUMP) => {
-                    Err(EntryError::VersionTooFar)
-                }
-                WireValue::Live(v) if v.len() > c.max_value_len => Err(EntryError::ValueTooLong),
-                _ => Ok(()),
-            },
+            |e: WireEntry<'_>| self.check(&e),
             EntryError::Malformed,
         )
     }

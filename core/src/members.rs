@@ -296,6 +296,24 @@ where
         self.index.get(self.hash(id)).filter(|m| m.id == id)
     }
 
+    /// The member whose key hash is `hash`.
+    pub fn by_hash(&self, hash: u64) -> Option<&Member<M>> {
+        self.index.get(hash)
+    }
+
+    /// The key hash that names member `id` in the tree and on the wire.
+    pub fn hash_of(&self, id: NodeId) -> u64 {
+        self.hash(id)
+    }
+
+    /// Whether a claim could be merged: checked before anything of its datagram is applied.
+    pub fn check(&self, m: &WireMember<'_>) -> Result<(), EntryError> {
+        if m.meta.len() > self.config.max_meta_len {
+            return Err(EntryError::ValueTooLong);
+        }
+        Ok(())
+    }
+
     /// Ourselves.
     pub fn me(&self) -> Option<&Member<M>> {
         self.get(self.me)
@@ -627,13 +645,9 @@ where
     }
 
     fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError> {
-        let max = self.config.max_meta_len;
         each_entry(
             bytes,
-            |m: WireMember<'_>| match m.meta.len() > max {
-                true => Err(EntryError::ValueTooLong),
-                false => Ok(()),
-            },
+            |m: WireMember<'_>| self.check(&m),
             EntryError::Malformed,
         )
     }
