@@ -37,6 +37,12 @@ pub struct Config {
     pub data_depth: u8,
     /// Member-table settings.
     pub members: MembersConfig,
+    /// Depth of the member digest tree (2 suits up to about 4,000 members, 3 up to 65,000).
+    pub members_depth: u8,
+    /// Most members (tombstones included) a heap-backed node holds.
+    pub max_members: usize,
+    /// Most keys (tombstones included) a heap-backed node holds.
+    pub max_keys: usize,
     /// Failure detection and dissemination.
     pub swim: SwimConfig,
 }
@@ -147,7 +153,7 @@ pub enum ConfigError {
     ZeroTombstoneGrace,
     /// `sync.burst` is zero: nothing could ever be sent.
     ZeroBurst,
-    /// `data_depth` is above [`MAX_DEPTH`].
+    /// `data_depth` or `members_depth` is above [`MAX_DEPTH`].
     TreeTooDeep,
     /// `probe_timeout` is zero or not shorter than `probe_interval`.
     ProbeTimeout,
@@ -214,6 +220,9 @@ impl Config {
             data: DataConfig::default(),
             data_depth: 2,
             members: MembersConfig::default(),
+            members_depth: 2,
+            max_members: 65_536,
+            max_keys: 1 << 24,
             swim: SwimConfig::lan(),
         }
     }
@@ -249,6 +258,7 @@ impl Config {
                 tombstone_grace: Duration::from_secs(3600),
             },
             data_depth: 1,
+            members_depth: 1,
             members: MembersConfig {
                 max_meta_len: 32,
                 retention: Duration::from_secs(600),
@@ -306,7 +316,7 @@ impl Config {
         if self.sync.burst == 0 {
             return Err(ConfigError::ZeroBurst);
         }
-        if self.data_depth > MAX_DEPTH {
+        if self.data_depth > MAX_DEPTH || self.members_depth > MAX_DEPTH {
             return Err(ConfigError::TreeTooDeep);
         }
         let w = &self.swim;
@@ -359,7 +369,10 @@ mod tests {
         ));
         let mut c = config();
         c.data.max_key_len = usize::MAX;
-        assert!(matches!(c.validate(), Err(ConfigError::EntryTooLarge { .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::EntryTooLarge { .. })
+        ));
         let mut c = config();
         c.data.tombstone_grace = Duration::ZERO;
         assert_eq!(c.validate(), Err(ConfigError::ZeroTombstoneGrace));

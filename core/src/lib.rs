@@ -15,6 +15,7 @@
 //!   entries that differ, over any [`sync::Replica`].
 //! - [`data`]: the replicated last-writer-wins map.
 //! - [`members`]: the member table: statuses, generations, refutation and tombstones.
+//! - [`node`]: the [`node::Node`] state machine that composes them all.
 //! - [`gossip`]: the bounded queue of changes piggybacked on outgoing datagrams.
 //! - [`store`]: storage backends, heapless (fixed capacity) and hashbrown (feature `alloc`).
 //!
@@ -50,7 +51,9 @@ pub mod hash;
 mod id;
 pub mod indexed;
 pub mod members;
+pub mod node;
 pub mod pace;
+pub mod rng;
 pub mod store;
 pub mod sync;
 pub mod time;

@@ -1,0 +1,626 @@
+//! The node: membership, failure detection, dissemination, anti-entropy and data behind one sans-IO
+//! state machine.
+//!
+//! Inputs are [`Node::handle_datagram`], [`Node::handle_timeout`] and the commands ([`Node::join`],
+//! [`Node::leave`], [`Node::set`], [`Node::delete`]). After every input, drain the outputs:
+//! [`Node::poll_transmit`] until `None` (each call writes one datagram into the caller's buffer),
+//! [`Node::poll_event`] until `None`, then sleep until [`Node::poll_timeout`]. Calling
+//! `handle_timeout` early is harmless. Time is always a parameter; the node never reads a clock.
+//!
+//! Failure detection is SWIM with Lifeguard: every probe interval one member, in a fixed pseudo-random
+//! order, is pinged; without an ack within the probe timeout, `indirect_checks` others are asked to ping
+//! it; without any ack by the end of the interval it is suspected. A suspicion lasts
+//! `suspicion_mult * log10(n)` intervals once confirmed by `indirect_checks` other members, up to
+//! `suspicion_max_timeout_mult` times that without confirmation, then the member is declared dead.
+//! Local health stretches this node's own intervals while it misses acks.
+//!
+//! Changes ride piggybacked on every probe and ack (freshest first, `retransmit_mult * log10(n)` times
+//! each) and on a gossip push to `gossip_nodes` members every gossip interval while there is news. Every
+//! sync interval the node compares its membership and data trees with one random member.
+
+mod rumor;
+mod run;
+mod storage;
+pub mod timing;
+
+pub use rumor::Rumor;
+#[cfg(feature = "alloc")]
+pub use storage::AllocStorage;
+pub use storage::{HeaplessStorage, Storage};
+
+use crate::config::{Config, ConfigError};
+use crate::data::{DataError, DataMap, MergeOutcome, WireEntry};
+use crate::gossip::{retransmit_limit, Broadcasts};
+use crate::indexed::each_entry;
+use crate::members::{Change, MemberError, Members, Status, WireMember};
+use crate::rng::Rng;
+use crate::store::ByteBuf;
+use crate::sync::{Engine, EntryError, Replica, SyncError};
+use crate::wire::{self, Message, Probe, ProbeRequest, Rejects, TreeId, WireError};
+use crate::{Duration, Instant, NodeId};
+use core::net::SocketAddr;
+use heapless::{Deque, Vec};
+use timing::Awareness;
+
+/// Something the application may want to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event<K> {
+    /// A member joined (or re-joined after leaving).
+    MemberJoined(NodeId),
+    /// A member changed its address or metadata, or was alive again after a suspicion.
+    MemberUpdated(NodeId),
+    /// A member is suspected of having failed.
+    MemberSuspected(NodeId),
+    /// A member was declared dead.
+    MemberFailed(NodeId),
+    /// A member left on purpose.
+    MemberLeft(NodeId),
+    /// A member restarted (a higher generation).
+    MemberRestarted(NodeId),
+    /// A key was written or deleted by another node.
+    DataChanged(K),
+}
+
+/// Why a datagram was refused. The node's state is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The datagram did not decode.
+    Wire(WireError),
+    /// A sync message was refused.
+    Sync(SyncError),
+    /// A piggybacked rumor was malformed or out of bounds.
+    Rumor(EntryError),
+}
+
+/// Why a node could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration is inconsistent.
+    Config(ConfigError),
+    /// The member table could not hold ourselves.
+    Members(MemberError),
+    /// The data map could not be built.
+    Data(DataError),
+}
+
+/// Counters of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NodeStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams rejected before decoding finished, by reason.
+    pub rejects: Rejects,
+    /// Datagrams refused after decoding (bad sync messages or rumors).
+    pub refused: u64,
+    /// Probes sent.
+    pub probes: u64,
+    /// Indirect probe requests sent.
+    pub indirect_probes: u64,
+    /// Probes that went unanswered.
+    pub missed_acks: u64,
+    /// Events dropped because the application did not drain them.
+    pub events_dropped: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Out {
+    Ping {
+        to: SocketAddr,
+        probe: Probe,
+    },
+    Ack {
+        to: SocketAddr,
+        seq: u32,
+    },
+    PingReq {
+        to: SocketAddr,
+        request: ProbeRequest,
+    },
+    Gossip {
+        to: SocketAddr,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Probing {
+    target: NodeId,
+    seq: u32,
+    indirect_at: Option<Instant>,
+    acked: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Relay {
+    seq: u32,
+    requester: SocketAddr,
+    their_seq: u32,
+    until: Instant,
+}
+
+#[derive(Clone, Debug)]
+struct Suspicion {
+    id: NodeId,
+    since: Instant,
+    confirmers: Vec<NodeId, 8>,
+}
+
+const OUT: usize = 32;
+const EVENTS: usize = 64;
+const SUSPICIONS: usize = 32;
+const RELAYS: usize = 16;
+const RUMORS: usize = 128;
+
+type MembersOf<S> =
+    Members<<S as Storage>::Meta, <S as Storage>::MemberTable, <S as Storage>::MemberTree>;
+type DataOf<S> = DataMap<
+    <S as Storage>::Key,
+    <S as Storage>::Value,
+    <S as Storage>::DataTable,
+    <S as Storage>::DataTree,
+>;
+
+/// A tidings node. See the [module docs](self) for the run loop.
+pub struct Node<S: Storage> {
+    config: Config,
+    members: MembersOf<S>,
+    data: DataOf<S>,
+    sync: Engine<32>,
+    gossip: Broadcasts<RUMORS>,
+    out: Deque<Out, OUT>,
+    events: Deque<Event<S::Key>, EVENTS>,
+    rng: Rng,
+    seeds: Vec<SocketAddr, 8>,
+    probing: Option<Probing>,
+    probe_cursor: u64,
+    next_probe: Instant,
+    next_gossip: Instant,
+    next_sync: Instant,
+    seq: u32,
+    relays: Vec<Relay, RELAYS>,
+    suspicions: Vec<Suspicion, SUSPICIONS>,
+    awareness: Awareness,
+    live: usize,
+    stats: NodeStats,
+}
+
+impl<S: Storage> Node<S> {
+    /// A node that knows only itself, listening at `addr`, with member metadata `meta`. `seed` feeds its
+    /// random choices; give each node its own.
+    pub fn new(
+        config: Config,
+        now: Instant,
+        addr: SocketAddr,
+        meta: &[u8],
+        seed: u64,
+    ) -> Result<Self, NodeError> {
+        config.validate().map_err(NodeError::Config)?;
+        let key = config.digest_key();
+        let (table, tree) = S::members(&config);
+        let members = Members::new(
+            config.members,
+            key,
+            table,
+            tree,
+            config.node,
+            addr,
+            config.generation,
+            meta,
+        )
+        .map_err(NodeError::Members)?;
+        let (table, tree) = S::data(&config);
+        let data = DataMap::new(
+            config.data,
+            config.node,
+            config.generation,
+            key,
+            table,
+            tree,
+        )
+        .map_err(NodeError::Data)?;
+        let mut rng = Rng::new(seed);
+        let mut spread = |d: Duration| {
+            now.saturating_add(Duration::from_millis(rng.below(d.as_millis().max(1))))
+        };
+        let (next_probe, next_gossip, next_sync) = (
+            spread(config.swim.probe_interval),
+            spread(config.swim.gossip_interval),
+            spread(config.swim.sync_interval),
+        );
+        Ok(Node {
+            sync: Engine::new(config.sync),
+            config,
+            members,
+            data,
+            gossip: Broadcasts::new(),
+            out: Deque::new(),
+            events: Deque::new(),
+            rng,
+            seeds: Vec::new(),
+            probing: None,
+            probe_cursor: 0,
+            next_probe,
+            next_gossip,
+            next_sync,
+            seq: 0,
+            relays: Vec::new(),
+            suspicions: Vec::new(),
+            awareness: Awareness::default(),
+            live: 1,
+            stats: NodeStats::default(),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.node
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The member table.
+    pub fn members(&self) -> &MembersOf<S> {
+        &self.members
+    }
+
+    /// The key-value data.
+    pub fn data(&self) -> &DataOf<S> {
+        &self.data
+    }
+
+    /// The value under `key`, if live.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.data.get(key)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// The anti-entropy counters.
+    pub fn sync_stats(&self) -> &crate::sync::SyncStats {
+        self.sync.stats()
+    }
+
+    /// Lifeguard's local-health score (0 is healthy).
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    fn budget(&self) -> u8 {
+        retransmit_limit(self.config.swim.retransmit_mult, self.live.max(2))
+    }
+
+    pub(super) fn spread(&mut self, tree: TreeId, hash: u64) {
+        let budget = self.budget();
+        self.gossip.push(tree, hash, budget);
+    }
+
+    pub(super) fn event(&mut self, e: Event<S::Key>) {
+        if self.events.push_back(e).is_err() {
+            self.stats.events_dropped = self.stats.events_dropped.saturating_add(1);
+        }
+    }
+
+    /// Joins the cluster through `seed` (any member's address). Seeds are remembered: a node that
+    /// loses every member re-joins through them by itself.
+    pub fn join(&mut self, seed: SocketAddr) {
+        if !self.seeds.contains(&seed) && self.seeds.push(seed).is_err() {
+            self.seeds.remove(0);
+            let _ = self.seeds.push(seed);
+        }
+        let me = self.members.hash_of(self.config.node);
+        self.spread(TreeId::MEMBERS, me);
+        self.sync.start(seed, TreeId::MEMBERS);
+    }
+
+    /// Leaves the cluster gracefully: others will report this node as left, not failed.
+    pub fn leave(&mut self, now: Instant) -> Result<(), MemberError> {
+        self.members.leave(now)?;
+        let me = self.members.hash_of(self.config.node);
+        self.spread(TreeId::MEMBERS, me);
+        for _ in 0..self.config.swim.gossip_nodes {
+            if let Some(to) = self.random_member(None).map(|m| m.1) {
+                let _ = self.out.push_back(Out::Gossip { to });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `key` to `value` and spreads the write.
+    pub fn set(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<crate::Version, DataError> {
+        let v = self.data.set(now, key, value)?;
+        let h = self.data.hash_of(key);
+        self.spread(TreeId::DATA, h);
+        Ok(v)
+    }
+
+    /// Deletes `key` and spreads the delete; `None` if it was not live.
+    pub fn delete(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+    ) -> Result<Option<crate::Version>, DataError> {
+        let v = self.data.delete(now, key)?;
+        if v.is_some() {
+            let h = self.data.hash_of(key);
+            self.spread(TreeId::DATA, h);
+        }
+        Ok(v)
+    }
+
+    /// Handles one datagram from `from`. On error nothing changed, and the reason is counted.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), RecvError> {
+        self.stats.datagrams_in = self.stats.datagrams_in.saturating_add(1);
+        self.stats.bytes_in = self.stats.bytes_in.saturating_add(bytes.len() as u64);
+        let (header, msg) =
+            match wire::decode(bytes, self.config.cluster, self.config.sync.max_datagram) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.stats.rejects.count(e);
+                    return Err(RecvError::Wire(e));
+                }
+            };
+        let r = self.dispatch(now, from, header.sender, &msg);
+        if r.is_err() {
+            self.stats.refused = self.stats.refused.saturating_add(1);
+        }
+        if r.is_ok()
+            && header.sender != self.config.node
+            && self.members.get(header.sender).is_none()
+        {
+            // A stranger: learn who it is (and let it learn us) by comparing member tables.
+            self.sync.start(from, TreeId::MEMBERS);
+        }
+        r
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: NodeId,
+        msg: &Message<'_>,
+    ) -> Result<(), RecvError> {
+        match *msg {
+            Message::Ping { probe, rumors } => {
+                self.rumors(now, sender, rumors)?;
+                if probe.target == self.config.node {
+                    let _ = self.out.push_back(Out::Ack {
+                        to: from,
+                        seq: probe.seq,
+                    });
+                }
+            }
+            Message::Ack { seq, rumors } => {
+                self.rumors(now, sender, rumors)?;
+                self.on_ack(seq);
+            }
+            Message::PingReq { request, rumors } => {
+                self.rumors(now, sender, rumors)?;
+                self.seq = self.seq.wrapping_add(1);
+                let relay = Relay {
+                    seq: self.seq,
+                    requester: from,
+                    their_seq: request.seq,
+                    until: now.saturating_add(self.config.swim.probe_interval),
+                };
+                if self.relays.push(relay).is_ok() {
+                    let probe = Probe {
+                        seq: self.seq,
+                        target: request.target,
+                    };
+                    let _ = self.out.push_back(Out::Ping {
+                        to: request.addr,
+                        probe,
+                    });
+                }
+            }
+            Message::Gossip { rumors } => self.rumors(now, sender, rumors)?,
+            Message::Entries { tree, bytes } => self.entries(now, sender, tree, bytes)?,
+            Message::Root(_)
+            | Message::Digests { .. }
+            | Message::Listing { .. }
+            | Message::Fetch { .. } => {
+                let tree = match *msg {
+                    Message::Root(m) => m.tree,
+                    Message::Digests { tree, .. }
+                    | Message::Listing { tree, .. }
+                    | Message::Fetch { tree, .. } => tree,
+                    _ => TreeId(u8::MAX),
+                };
+                let r = match tree {
+                    TreeId::MEMBERS => self.sync.handle(now, from, msg, &mut self.members),
+                    TreeId::DATA => self.sync.handle(now, from, msg, &mut self.data),
+                    _ => Err(SyncError::BadNode),
+                };
+                r.map_err(RecvError::Sync)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every rumor, then applies them all.
+    fn rumors(&mut self, now: Instant, sender: NodeId, bytes: &[u8]) -> Result<(), RecvError> {
+        each_entry(
+            bytes,
+            |r: Rumor<'_>| match r {
+                Rumor::Member(m) => self.members.check(&m),
+                Rumor::Data(e) => self.data.check(&e),
+            },
+            EntryError::Malformed,
+        )
+        .map_err(RecvError::Rumor)?;
+        let _ = each_entry(
+            bytes,
+            |r: Rumor<'_>| {
+                match r {
+                    Rumor::Member(m) => self.apply_member(now, sender, &m),
+                    Rumor::Data(e) => self.apply_data(now, &e),
+                }
+                Ok::<(), ()>(())
+            },
+            (),
+        );
+        Ok(())
+    }
+
+    fn entries(
+        &mut self,
+        now: Instant,
+        sender: NodeId,
+        tree: TreeId,
+        bytes: &[u8],
+    ) -> Result<(), RecvError> {
+        let bad = |e| RecvError::Sync(SyncError::Entry(e));
+        match tree {
+            TreeId::MEMBERS => {
+                self.members.check_entries(bytes).map_err(bad)?;
+                let _ = each_entry(
+                    bytes,
+                    |m: WireMember<'_>| {
+                        self.apply_member(now, sender, &m);
+                        Ok::<(), ()>(())
+                    },
+                    (),
+                );
+            }
+            TreeId::DATA => {
+                self.data.check_entries(bytes).map_err(bad)?;
+                let _ = each_entry(
+                    bytes,
+                    |e: WireEntry<'_>| {
+                        self.apply_data(now, &e);
+                        Ok::<(), ()>(())
+                    },
+                    (),
+                );
+            }
+            _ => return Err(RecvError::Sync(SyncError::BadNode)),
+        }
+        Ok(())
+    }
+
+    fn apply_member(&mut self, now: Instant, sender: NodeId, m: &WireMember<'_>) {
+        match self.members.merge(now, m) {
+            Ok(Some(change)) => {
+                let h = self.members.hash_of(m.id);
+                self.spread(TreeId::MEMBERS, h);
+                self.on_change(now, m.id, change, Some(sender));
+            }
+            Ok(None) => {
+                // The same suspicion from another member: an independent confirmation.
+                let same = self.members.get(m.id).is_some_and(|ours| {
+                    ours.status() == Status::Suspect
+                        && m.status == Status::Suspect
+                        && (ours.generation(), ours.version()) == (m.generation, m.version)
+                });
+                if same {
+                    self.confirm(m.id, sender);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn apply_data(&mut self, now: Instant, e: &WireEntry<'_>) {
+        if let Ok(MergeOutcome::Applied) = self.data.merge(now, e) {
+            let h = self.data.hash_of(e.key);
+            self.spread(TreeId::DATA, h);
+            if let Some(k) = S::Key::from_slice(e.key) {
+                self.event(Event::DataChanged(k));
+            }
+        }
+    }
+
+    pub(super) fn on_change(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        change: Change,
+        by: Option<NodeId>,
+    ) {
+        if !matches!(change, Change::Suspected) {
+            self.suspicions.retain(|s| s.id != id);
+        }
+        let event = match change {
+            Change::Joined => Event::MemberJoined(id),
+            Change::Updated => Event::MemberUpdated(id),
+            Change::Restarted => Event::MemberRestarted(id),
+            Change::Left => Event::MemberLeft(id),
+            Change::Failed => Event::MemberFailed(id),
+            Change::Suspected => {
+                if !self.suspicions.iter().any(|s| s.id == id) {
+                    let _ = self.suspicions.push(Suspicion {
+                        id,
+                        since: now,
+                        confirmers: Vec::new(),
+                    });
+                }
+                if let Some(by) = by {
+                    self.confirm(id, by);
+                }
+                Event::MemberSuspected(id)
+            }
+            Change::Refuted => {
+                self.awareness
+                    .apply(1, self.config.swim.awareness_max_multiplier);
+                return;
+            }
+            Change::Forgotten => return,
+        };
+        self.event(event);
+    }
+
+    fn confirm(&mut self, id: NodeId, by: NodeId) {
+        if by == self.config.node || by == id {
+            return;
+        }
+        if let Some(s) = self.suspicions.iter_mut().find(|s| s.id == id) {
+            if !s.confirmers.contains(&by) {
+                let _ = s.confirmers.push(by);
+            }
+        }
+    }
+
+    fn on_ack(&mut self, seq: u32) {
+        if let Some(p) = self.probing.as_mut().filter(|p| p.seq == seq) {
+            p.acked = true;
+            return;
+        }
+        if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {
+            let r = self.relays.swap_remove(i);
+            let _ = self.out.push_back(Out::Ack {
+                to: r.requester,
+                seq: r.their_seq,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

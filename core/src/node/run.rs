@@ -1,0 +1,285 @@
+//! Timers and outputs: probes, suspicions, gossip and sync rounds; datagrams, events and deadlines.
+
+use super::timing::suspicion_timeout;
+use super::{Event, Node, Out, Probing, Rumor, Storage, SUSPICIONS};
+use crate::gossip::Fill;
+use crate::members::{Member, Status};
+use crate::sync::Replica;
+use crate::wire::{Encoder, Kind, Probe, ProbeRequest, TreeId, TAG_RESERVE};
+use crate::{Instant, NodeId};
+use core::net::SocketAddr;
+use heapless::Vec;
+
+impl<S: Storage> Node<S> {
+    pub(super) fn is_peer(&self, m: &Member<S::Meta>) -> bool {
+        m.id() != self.config.node && !m.status().is_gone()
+    }
+
+    /// The next member to probe: members in key-hash order (a fixed pseudo-random permutation), round
+    /// robin, so every member is probed once per round.
+    pub(super) fn next_target(&mut self) -> Option<(NodeId, SocketAddr)> {
+        for _ in 0..self.members.len() {
+            let from = self.probe_cursor.checked_add(1).unwrap_or(0);
+            let (h, _) = self
+                .members
+                .first_in(from, u64::MAX)
+                .or_else(|| self.members.first_in(0, u64::MAX))?;
+            self.probe_cursor = h;
+            if let Some(m) = self.members.by_hash(h).filter(|m| self.is_peer(m)) {
+                return Some((m.id(), m.addr()));
+            }
+        }
+        None
+    }
+
+    /// A random live member other than ourselves and `except`.
+    pub(super) fn random_member(&mut self, except: Option<NodeId>) -> Option<(NodeId, SocketAddr)> {
+        let mut at = self.rng.next_u64();
+        for _ in 0..16 {
+            let (h, _) = self
+                .members
+                .first_in(at, u64::MAX)
+                .or_else(|| self.members.first_in(0, u64::MAX))?;
+            if let Some(m) = self
+                .members
+                .by_hash(h)
+                .filter(|m| self.is_peer(m) && Some(m.id()) != except)
+            {
+                return Some((m.id(), m.addr()));
+            }
+            at = h.checked_add(1).unwrap_or(0);
+        }
+        None
+    }
+
+    /// Advances timers: probes, indirect probes, suspicions, gossip, anti-entropy, expiry.
+    /// Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.data.collect(now);
+        self.members.expire(now);
+        let me = self.config.node;
+        self.live = self
+            .members
+            .iter()
+            .filter(|m| !m.status().is_gone() || m.id() == me)
+            .count();
+        let swim = self.config.swim;
+
+        if now >= self.next_probe {
+            if let Some(p) = self.probing.take() {
+                if p.acked {
+                    self.awareness.apply(-1, swim.awareness_max_multiplier);
+                } else {
+                    self.stats.missed_acks = self.stats.missed_acks.saturating_add(1);
+                    self.awareness.apply(1, swim.awareness_max_multiplier);
+                    if let Some(change) = self.members.suspect(now, p.target) {
+                        let h = self.members.hash_of(p.target);
+                        self.spread(TreeId::MEMBERS, h);
+                        self.on_change(now, p.target, change, None);
+                    }
+                }
+            }
+            if let Some((target, to)) = self.next_target() {
+                self.seq = self.seq.wrapping_add(1);
+                let indirect_at = now.saturating_add(self.awareness.scale(swim.probe_timeout));
+                self.probing = Some(Probing {
+                    target,
+                    seq: self.seq,
+                    indirect_at: Some(indirect_at),
+                    acked: false,
+                });
+                let _ = self.out.push_back(Out::Ping {
+                    to,
+                    probe: Probe {
+                        seq: self.seq,
+                        target,
+                    },
+                });
+                self.stats.probes = self.stats.probes.saturating_add(1);
+            }
+            self.next_probe = now.saturating_add(self.awareness.scale(swim.probe_interval));
+        }
+
+        let due = self
+            .probing
+            .filter(|p| !p.acked && p.indirect_at.is_some_and(|t| t <= now));
+        if let Some(p) = due {
+            if let Some(probing) = self.probing.as_mut() {
+                probing.indirect_at = None;
+            }
+            let addr = self.members.get(p.target).map(|m| m.addr());
+            for _ in 0..swim.indirect_checks {
+                let (Some(addr), Some((_, via))) = (addr, self.random_member(Some(p.target)))
+                else {
+                    break;
+                };
+                let request = ProbeRequest {
+                    seq: p.seq,
+                    target: p.target,
+                    addr,
+                };
+                let _ = self.out.push_back(Out::PingReq { to: via, request });
+                self.stats.indirect_probes = self.stats.indirect_probes.saturating_add(1);
+            }
+        }
+
+        let live = self.live;
+        let mut failed: Vec<NodeId, SUSPICIONS> = Vec::new();
+        let members = &self.members;
+        self.suspicions.retain(|s| {
+            let still = members
+                .get(s.id)
+                .is_some_and(|m| m.status() == Status::Suspect);
+            let deadline =
+                s.since
+                    .saturating_add(suspicion_timeout(&swim, live, s.confirmers.len() as u32));
+            if still && deadline <= now {
+                let _ = failed.push(s.id);
+            }
+            still && deadline > now
+        });
+        for id in failed {
+            if let Some(change) = self.members.declare_dead(now, id) {
+                let h = self.members.hash_of(id);
+                self.spread(TreeId::MEMBERS, h);
+                self.on_change(now, id, change, None);
+            }
+        }
+
+        if now >= self.next_gossip {
+            if !self.gossip.is_empty() {
+                for _ in 0..swim.gossip_nodes {
+                    if let Some((_, to)) = self.random_member(None) {
+                        let _ = self.out.push_back(Out::Gossip { to });
+                    }
+                }
+            }
+            self.next_gossip = now.saturating_add(swim.gossip_interval);
+        }
+
+        if now >= self.next_sync {
+            match self.random_member(None) {
+                Some((_, to)) => {
+                    self.sync.start(to, TreeId::MEMBERS);
+                    self.sync.start(to, TreeId::DATA);
+                }
+                None => {
+                    for i in 0..self.seeds.len() {
+                        if let Some(&seed) = self.seeds.get(i) {
+                            self.sync.start(seed, TreeId::MEMBERS);
+                        }
+                    }
+                }
+            }
+            self.next_sync = now.saturating_add(swim.sync_interval);
+        }
+
+        self.relays.retain(|r| r.until > now);
+    }
+
+    /// Writes the next datagram into `buf`; `None` when there is nothing to send now.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<crate::sync::Transmit> {
+        let header = self.config.header();
+        let limit = self
+            .config
+            .sync
+            .max_datagram
+            .saturating_sub(TAG_RESERVE)
+            .min(buf.len());
+        let t = match self.out.pop_front() {
+            Some(o) => {
+                let (to, kind) = match o {
+                    Out::Ping { to, .. } => (to, Kind::Ping),
+                    Out::Ack { to, .. } => (to, Kind::Ack),
+                    Out::PingReq { to, .. } => (to, Kind::PingReq),
+                    Out::Gossip { to } => (to, Kind::Gossip),
+                };
+                let mut enc = Encoder::new(buf.get_mut(..limit)?, &header, kind).ok()?;
+                let fixed = match o {
+                    Out::Ping { probe, .. } => enc.push(&probe),
+                    Out::Ack { seq, .. } => enc.push(&seq),
+                    Out::PingReq { request, .. } => enc.push(&request),
+                    Out::Gossip { .. } => true,
+                };
+                if !fixed {
+                    return None;
+                }
+                self.fill_rumors(now, &mut enc);
+                crate::sync::Transmit {
+                    to,
+                    len: enc.finish(),
+                    kind,
+                }
+            }
+            None => match self.sync.next_tree()? {
+                TreeId::DATA => {
+                    self.sync
+                        .poll_transmit(now, &header, &self.data, buf.get_mut(..limit)?)?
+                }
+                _ => self
+                    .sync
+                    .poll_transmit(now, &header, &self.members, buf.get_mut(..limit)?)?,
+            },
+        };
+        self.stats.datagrams_out = self.stats.datagrams_out.saturating_add(1);
+        self.stats.bytes_out = self.stats.bytes_out.saturating_add(t.len as u64);
+        Some(t)
+    }
+
+    pub(super) fn fill_rumors(&mut self, now: Instant, enc: &mut Encoder<'_>) {
+        let (members, data) = (&self.members, &self.data);
+        let retention = self.config.members.retention;
+        self.gossip.fill(|tree, hash| {
+            let written = match tree {
+                TreeId::MEMBERS => members
+                    .by_hash(hash)
+                    .map(|m| enc.push(&Rumor::Member(m.to_wire(now, retention)))),
+                TreeId::DATA => data
+                    .by_hash(hash)
+                    .map(|r| enc.push(&Rumor::Data(data.to_wire(r, now)))),
+                _ => None,
+            };
+            match written {
+                None => Fill::Gone,
+                Some(true) => Fill::Written,
+                Some(false) => Fill::Full,
+            }
+        });
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event<S::Key>> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let swim = &self.config.swim;
+        let suspicion = self
+            .suspicions
+            .iter()
+            .map(|s| {
+                s.since.saturating_add(suspicion_timeout(
+                    swim,
+                    self.live,
+                    s.confirmers.len() as u32,
+                ))
+            })
+            .min();
+        let gossip = (!self.gossip.is_empty()).then_some(self.next_gossip);
+        [
+            Some(self.next_probe),
+            self.probing
+                .and_then(|p| p.indirect_at.filter(|_| !p.acked)),
+            suspicion,
+            gossip,
+            Some(self.next_sync),
+            self.data.poll_timeout(),
+            self.members.poll_timeout(),
+            self.sync.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}

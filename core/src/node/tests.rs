@@ -1,0 +1,241 @@
+//! A small cluster in simulated time, on an in-memory network.
+
+use super::*;
+use crate::tree::tree_size;
+use crate::wire::{Encoder, Header, Kind, TAG_RESERVE};
+use crate::ClusterId;
+use std::vec;
+use std::vec::Vec as StdVec;
+
+type Small = HeaplessStorage<16, 16, { tree_size(1) }, 64, 32, 64, { tree_size(1) }>;
+
+struct Cluster {
+    nodes: StdVec<Node<Small>>,
+    up: StdVec<bool>,
+    flight: StdVec<(Instant, usize, SocketAddr, StdVec<u8>)>,
+    now: Instant,
+    events: StdVec<StdVec<Event<heapless::Vec<u8, 32>>>>,
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i as u8 + 1], 7946))
+}
+
+impl Cluster {
+    fn new(n: usize) -> Self {
+        let now = Instant::from_millis(1_000);
+        let nodes = (0..n)
+            .map(|i| {
+                let config = Config::lan(ClusterId(*b"test"), NodeId(i as u64 + 1));
+                Node::<Small>::new(config, now, addr(i), b"", i as u64).unwrap()
+            })
+            .collect();
+        Cluster {
+            nodes,
+            up: vec![true; n],
+            flight: StdVec::new(),
+            now,
+            events: vec![StdVec::new(); n],
+        }
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 1500];
+        for i in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[i].poll_transmit(self.now, &mut buf) {
+                assert!(t.len <= 1200 - TAG_RESERVE);
+                if self.up[i] {
+                    let to = (0..self.nodes.len()).find(|&j| addr(j) == t.to);
+                    if let Some(to) = to {
+                        self.flight.push((
+                            self.now + Duration::from_millis(1),
+                            to,
+                            addr(i),
+                            buf[..t.len].to_vec(),
+                        ));
+                    }
+                }
+            }
+            while let Some(e) = self.nodes[i].poll_event() {
+                self.events[i].push(e);
+            }
+        }
+    }
+
+    fn run_until(&mut self, until: Instant) {
+        self.drain();
+        while self.now < until {
+            let up = &self.up;
+            let next_timer = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| up[*i])
+                .filter_map(|(_, n)| n.poll_timeout())
+                .min();
+            let next_rx = self.flight.iter().map(|f| f.0).min();
+            let next = [next_timer, next_rx, Some(until)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+            // Never stand still: a timer already due is served at the next millisecond.
+            self.now = self.now.max(next).max(self.now + Duration::from_millis(1));
+            let (due, rest): (StdVec<_>, StdVec<_>) =
+                self.flight.drain(..).partition(|f| f.0 <= self.now);
+            self.flight = rest;
+            for (_, to, from, bytes) in due {
+                if self.up[to] {
+                    self.nodes[to]
+                        .handle_datagram(self.now, from, &bytes)
+                        .unwrap();
+                }
+            }
+            for i in 0..self.nodes.len() {
+                if self.up[i] {
+                    self.nodes[i].handle_timeout(self.now);
+                }
+            }
+            self.drain();
+        }
+    }
+
+    fn secs(&mut self, s: u64) {
+        let until = self.now + Duration::from_secs(s);
+        self.run_until(until);
+    }
+
+    fn status(&self, at: usize, of: usize) -> Option<Status> {
+        self.nodes[at]
+            .members()
+            .get(NodeId(of as u64 + 1))
+            .map(|m| m.status())
+    }
+
+    fn joined(n: usize) -> Self {
+        let mut c = Cluster::new(n);
+        for i in 1..n {
+            c.nodes[i].join(addr(0));
+        }
+        c.secs(5);
+        c
+    }
+}
+
+#[test]
+fn nodes_join_through_a_seed_and_agree() {
+    let c = Cluster::joined(5);
+    for a in 0..5 {
+        for b in 0..5 {
+            assert_eq!(c.status(a, b), Some(Status::Alive), "node {a} on node {b}");
+        }
+    }
+    assert!(c.events[1].contains(&Event::MemberJoined(NodeId(3))));
+}
+
+#[test]
+fn writes_spread_by_gossip_within_two_seconds() {
+    let mut c = Cluster::joined(5);
+    let now = c.now;
+    c.nodes[2].set(now, b"colour", b"blue").unwrap();
+    c.secs(2);
+    for i in 0..5 {
+        assert_eq!(c.nodes[i].get(b"colour"), Some(&b"blue"[..]), "node {i}");
+    }
+    let key = heapless::Vec::from_slice(b"colour").unwrap();
+    assert!(c.events[0].contains(&Event::DataChanged(key)));
+}
+
+#[test]
+fn a_crashed_node_is_suspected_then_declared_dead() {
+    let mut c = Cluster::joined(4);
+    c.up[3] = false;
+    c.secs(40);
+    for i in 0..3 {
+        assert_eq!(c.status(i, 3), Some(Status::Dead), "on node {i}");
+        assert!(c.events[i].contains(&Event::MemberFailed(NodeId(4))));
+        assert!(
+            c.nodes[i].stats().missed_acks > 0
+                || c.events[i].contains(&Event::MemberSuspected(NodeId(4)))
+        );
+    }
+    for a in 0..3 {
+        for b in 0..3 {
+            assert_eq!(
+                c.status(a, b),
+                Some(Status::Alive),
+                "no false positive: {b} on {a}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_graceful_leave_is_reported_as_left_not_failed() {
+    let mut c = Cluster::joined(4);
+    let now = c.now;
+    c.nodes[3].leave(now).unwrap();
+    c.secs(1);
+    c.up[3] = false;
+    c.secs(40);
+    for i in 0..3 {
+        assert_eq!(c.status(i, 3), Some(Status::Left), "on node {i}");
+        assert!(c.events[i].contains(&Event::MemberLeft(NodeId(4))));
+        assert!(!c.events[i].contains(&Event::MemberFailed(NodeId(4))));
+    }
+}
+
+#[test]
+fn a_restarted_node_comes_back_with_a_higher_generation() {
+    let mut c = Cluster::joined(3);
+    c.up[2] = false;
+    c.secs(40);
+    assert_eq!(c.status(0, 2), Some(Status::Dead));
+    let mut config = Config::lan(ClusterId(*b"test"), NodeId(3));
+    config.generation = 1;
+    c.nodes[2] = Node::new(config, c.now, addr(2), b"", 99).unwrap();
+    c.up[2] = true;
+    c.nodes[2].join(addr(0));
+    c.secs(10);
+    assert_eq!(c.status(0, 2), Some(Status::Alive));
+    assert_eq!(c.nodes[0].members().get(NodeId(3)).unwrap().generation(), 1);
+    assert!(c.events[0].contains(&Event::MemberRestarted(NodeId(3))));
+}
+
+#[test]
+fn bad_datagrams_are_counted_and_change_nothing() {
+    let mut c = Cluster::joined(3);
+    let root = c.nodes[0].members().root();
+    let now = c.now;
+    let n = &mut c.nodes[0];
+    assert_eq!(
+        n.handle_datagram(now, addr(9), b"garbage!"),
+        Err(RecvError::Wire(WireError::BadMagic))
+    );
+    // A valid header, then a ping whose rumor run is cut short.
+    let mut buf = [0u8; 64];
+    let mut e = Encoder::new(
+        &mut buf,
+        &Header::new(ClusterId(*b"test"), NodeId(2)),
+        Kind::Ping,
+    )
+    .unwrap();
+    e.push(&Probe {
+        seq: 1,
+        target: NodeId(1),
+    });
+    e.push_raw(&[0, 5, 1]);
+    let len = e.finish();
+    assert!(matches!(
+        n.handle_datagram(now, addr(1), &buf[..len]),
+        Err(RecvError::Rumor(_))
+    ));
+    assert_eq!(n.stats().rejects.bad_magic, 1);
+    assert_eq!(n.stats().refused, 1);
+    assert_eq!(n.members().root(), root);
+    let mut out = [0u8; 1500];
+    assert!(
+        n.poll_transmit(now, &mut out).is_none(),
+        "a refused ping must not be acked"
+    );
+}
