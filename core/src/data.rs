@@ -25,7 +25,7 @@
 use crate::hash::{DigestKey, EntryDigest};
 use crate::indexed::{each_entry, Digested, Indexed};
 use crate::store::{ByteBuf, HeaplessTable, Table};
-use crate::sync::{Encoded, EntryError, Merged, Replica};
+use crate::sync::{Encoded, EntryError, Merged, Replica, Tally};
 use crate::tree::{BadTreeSize, Tree, TreeBuf};
 use crate::wire::{Encoder, TreeId};
 use crate::{Duration, Instant, NodeId, Version};
@@ -585,20 +585,11 @@ where
     }
 
     fn merge_entries(&mut self, now: Instant, bytes: &[u8]) -> Merged {
-        let mut out = Merged::default();
-        let _ = each_entry(
-            bytes,
-            |e: WireEntry<'_>| {
-                match self.merge(now, &e) {
-                    Ok(MergeOutcome::Applied) => out.applied = out.applied.saturating_add(1),
-                    Ok(MergeOutcome::Stale) | Err(_) => out.stale = out.stale.saturating_add(1),
-                    Ok(MergeOutcome::Full) => out.full = out.full.saturating_add(1),
-                }
-                Ok(())
-            },
-            (),
-        );
-        out
+        Merged::run(bytes, |e: WireEntry<'_>| match self.merge(now, &e) {
+            Ok(MergeOutcome::Applied) => Tally::Applied,
+            Ok(MergeOutcome::Stale) | Err(_) => Tally::Stale,
+            Ok(MergeOutcome::Full) => Tally::Full,
+        })
     }
 }
 

@@ -17,7 +17,7 @@
 use crate::hash::{DigestKey, EntryDigest};
 use crate::indexed::{each_entry, Digested, Indexed};
 use crate::store::{ByteBuf, HeaplessTable, Table};
-use crate::sync::{Encoded, EntryError, Merged, Replica};
+use crate::sync::{Encoded, EntryError, Merged, Replica, Tally};
 use crate::tree::{BadTreeSize, Tree, TreeBuf};
 use crate::wire::{Encoder, TreeId};
 use crate::{Duration, Instant, NodeId, Version};
@@ -653,20 +653,11 @@ where
     }
 
     fn merge_entries(&mut self, now: Instant, bytes: &[u8]) -> Merged {
-        let mut out = Merged::default();
-        let _ = each_entry(
-            bytes,
-            |m: WireMember<'_>| {
-                match self.merge(now, &m) {
-                    Ok(Some(_)) => out.applied = out.applied.saturating_add(1),
-                    Ok(None) => out.stale = out.stale.saturating_add(1),
-                    Err(_) => out.full = out.full.saturating_add(1),
-                }
-                Ok::<(), ()>(())
-            },
-            (),
-        );
-        out
+        Merged::run(bytes, |m: WireMember<'_>| match self.merge(now, &m) {
+            Ok(Some(_)) => Tally::Applied,
+            Ok(None) => Tally::Stale,
+            Err(_) => Tally::Full,
+        })
     }
 }
 

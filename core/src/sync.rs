@@ -91,6 +91,41 @@ pub struct Merged {
     pub full: u32,
 }
 
+/// How one merged entry counts in [`Merged`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    /// Newer, and applied.
+    Applied,
+    /// Not newer, or refused as invalid.
+    Stale,
+    /// New, and refused because the table is full.
+    Full,
+}
+
+impl Merged {
+    /// Merges every entry of a checked run with `merge`, counting the outcomes.
+    pub fn run<'a, E: serde::Deserialize<'a>>(
+        bytes: &'a [u8],
+        mut merge: impl FnMut(E) -> Tally,
+    ) -> Merged {
+        let mut out = Merged::default();
+        let _ = crate::indexed::each_entry(
+            bytes,
+            |e: E| {
+                let n = match merge(e) {
+                    Tally::Applied => &mut out.applied,
+                    Tally::Stale => &mut out.stale,
+                    Tally::Full => &mut out.full,
+                };
+                *n = n.saturating_add(1);
+                Ok::<(), ()>(())
+            },
+            (),
+        );
+        out
+    }
+}
+
 /// Why a sync message was refused as a whole. Nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
