@@ -389,9 +389,13 @@ where
         if m.status.is_gone() && m.age_ms >= self.config.retention.as_millis() {
             // Expired in transit: forget what it supersedes, keep nothing.
             let hash = self.hash(m.id);
-            return Ok(self.index.remove(hash).map(|_| {
+            return Ok(self.index.remove(hash).map(|old| {
                 self.stats.forgotten = self.stats.forgotten.saturating_add(1);
-                Change::Forgotten
+                match (old.status.is_gone(), m.status) {
+                    (true, _) => Change::Forgotten,
+                    (false, Status::Left) => Change::Left,
+                    (false, _) => Change::Failed,
+                }
             }));
         }
         if let Err(e) = self.store(now, m) {
@@ -816,6 +820,14 @@ mod tests {
         assert_eq!(t.expire(t0 + Duration::from_secs(3599)), 0);
         assert_eq!(t.expire(t0 + hour), 1);
         assert!(t.get(NodeId(2)).is_none());
+        // An expired tombstone of a live member removes it, and still reports the failure.
+        t.merge(t0, &claim(5, 0, 1, Status::Alive)).unwrap();
+        let gone = WireMember {
+            age_ms: hour.as_millis(),
+            ..claim(5, 0, 2, Status::Dead)
+        };
+        assert_eq!(t.merge(t0, &gone), Ok(Some(Change::Failed)));
+        assert!(t.get(NodeId(5)).is_none());
         // A tombstone that is already past retention is not stored.
         let old = WireMember {
             age_ms: hour.as_millis(),

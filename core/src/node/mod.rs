@@ -429,7 +429,7 @@ impl<S: Storage> Node<S> {
                     their_seq: request.seq,
                     until: now.saturating_add(self.config.swim.probe_interval),
                 };
-                if self.relays.push(relay).is_ok() {
+                if !self.out.is_full() && self.relays.push(relay).is_ok() {
                     let probe = Probe {
                         seq: self.seq,
                         target: request.target,
@@ -567,25 +567,24 @@ impl<S: Storage> Node<S> {
         if !matches!(change, Change::Suspected) {
             self.suspicions.retain(|s| s.id != id);
         }
+        if self
+            .members
+            .get(id)
+            .is_some_and(|m| m.status() == Status::Suspect)
+        {
+            // However it became suspect (news, a restart into suspicion, a sync), it needs a timer.
+            self.track_suspicion(now, id);
+            if let Some(by) = by {
+                self.confirm(id, by);
+            }
+        }
         let event = match change {
             Change::Joined => Event::MemberJoined(id),
             Change::Updated => Event::MemberUpdated(id),
             Change::Restarted => Event::MemberRestarted(id),
             Change::Left => Event::MemberLeft(id),
             Change::Failed => Event::MemberFailed(id),
-            Change::Suspected => {
-                if !self.suspicions.iter().any(|s| s.id == id) {
-                    let _ = self.suspicions.push(Suspicion {
-                        id,
-                        since: now,
-                        confirmers: Vec::new(),
-                    });
-                }
-                if let Some(by) = by {
-                    self.confirm(id, by);
-                }
-                Event::MemberSuspected(id)
-            }
+            Change::Suspected => Event::MemberSuspected(id),
             Change::Refuted => {
                 self.awareness
                     .apply(1, self.config.swim.awareness_max_multiplier);
@@ -594,6 +593,18 @@ impl<S: Storage> Node<S> {
             Change::Forgotten => return,
         };
         self.event(event);
+    }
+
+    /// Starts the suspicion timer of `id` unless it runs already. With every slot taken, the member
+    /// is tracked once a slot frees and our own probe of it goes unanswered again.
+    pub(super) fn track_suspicion(&mut self, now: Instant, id: NodeId) {
+        if !self.suspicions.iter().any(|s| s.id == id) {
+            let _ = self.suspicions.push(Suspicion {
+                id,
+                since: now,
+                confirmers: Vec::new(),
+            });
+        }
     }
 
     fn confirm(&mut self, id: NodeId, by: NodeId) {

@@ -58,15 +58,21 @@ impl<S: Storage> Node<S> {
         self.data.collect(now);
         self.members.expire(now);
         let me = self.config.node;
-        self.live = self
-            .members
-            .iter()
-            .filter(|m| !m.status().is_gone() || m.id() == me)
-            .count();
         let swim = self.config.swim;
+        // A node that has left no longer judges others.
+        let active = self
+            .members
+            .me()
+            .is_some_and(|m| m.status() != Status::Left);
 
         if now >= self.next_probe {
-            if let Some(p) = self.probing.take() {
+            // Once per probe interval: calling handle_timeout early stays cheap.
+            self.live = self
+                .members
+                .iter()
+                .filter(|m| !m.status().is_gone() || m.id() == me)
+                .count();
+            if let Some(p) = self.probing.take().filter(|_| active) {
                 if p.acked {
                     self.awareness.apply(-1, swim.awareness_max_multiplier);
                 } else {
@@ -76,10 +82,16 @@ impl<S: Storage> Node<S> {
                         let h = self.members.hash_of(p.target);
                         self.spread(TreeId::MEMBERS, h);
                         self.on_change(now, p.target, change, None);
+                    } else if self
+                        .members
+                        .get(p.target)
+                        .is_some_and(|m| m.status() == Status::Suspect)
+                    {
+                        self.track_suspicion(now, p.target);
                     }
                 }
             }
-            if let Some((target, to)) = self.next_target() {
+            if let Some((target, to)) = self.next_target().filter(|_| active) {
                 self.seq = self.seq.wrapping_add(1);
                 let indirect_at = now.saturating_add(self.awareness.scale(swim.probe_timeout));
                 self.probing = Some(Probing {
