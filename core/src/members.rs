@@ -222,6 +222,7 @@ pub struct Members<M, T, B> {
     me: NodeId,
     config: MembersConfig,
     next_expiry: Option<Instant>,
+    live: usize,
     stats: MembersStats,
     _m: core::marker::PhantomData<fn() -> M>,
 }
@@ -271,6 +272,7 @@ where
             me,
             config,
             next_expiry: None,
+            live: 0,
             stats: MembersStats::default(),
             _m: core::marker::PhantomData,
         };
@@ -329,6 +331,17 @@ where
         self.iter().filter(|m| m.status == status).count()
     }
 
+    /// The member at position `i` of the table's current order: `nth(random % len())` picks a member
+    /// uniformly at random.
+    pub fn nth(&self, i: usize) -> Option<&Member<M>> {
+        self.index.table().nth(i).map(|(_, m)| m)
+    }
+
+    /// Members alive or suspect, ourselves included: kept as a count, so reading it is free.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
     /// Members and tombstones held.
     pub fn len(&self) -> usize {
         self.index.table().len()
@@ -362,9 +375,15 @@ where
             expires,
             digest: self.key.entry_digest(hash, m.order()),
         };
-        self.index
+        let old = self
+            .index
             .insert(hash, member)
             .map_err(|_| MemberError::Full)?;
+        if old.is_none_or(|o| o.status.is_gone()) {
+            self.live = self.live.saturating_add(usize::from(!m.status.is_gone()));
+        } else if m.status.is_gone() {
+            self.live = self.live.saturating_sub(1);
+        }
         if m.status.is_gone() {
             self.next_expiry = Some(self.next_expiry.map_or(expires, |n| n.min(expires)));
         }
@@ -390,6 +409,9 @@ where
             // Expired in transit: forget what it supersedes, keep nothing.
             let hash = self.hash(m.id);
             return Ok(self.index.remove(hash).map(|old| {
+                if !old.status.is_gone() {
+                    self.live = self.live.saturating_sub(1);
+                }
                 self.stats.forgotten = self.stats.forgotten.saturating_add(1);
                 match (old.status.is_gone(), m.status) {
                     (true, _) => Change::Forgotten,
@@ -740,7 +762,11 @@ mod tests {
             };
             let rotated = apply(&mut claims.iter().cycle().skip(k).take(claims.len()));
             let twice = apply(&mut claims.iter().chain(claims.iter()));
-            state(&forward) == state(&backward)
+            let live = |t: &Table8| t.iter().filter(|m| !m.status.is_gone()).count();
+            [&forward, &backward, &rotated, &twice]
+                .iter()
+                .all(|t| t.live() == live(t))
+                && state(&forward) == state(&backward)
                 && state(&forward) == state(&rotated)
                 && state(&forward) == state(&twice)
                 && forward.root() == backward.root()

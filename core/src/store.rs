@@ -42,6 +42,11 @@ pub trait Table {
     fn capacity(&self) -> usize;
     /// The entry with the smallest hash in `from..=to`.
     fn first_in(&self, from: u64, to: u64) -> Option<(u64, &Self::Value)>;
+    /// The entry at position `i` of an order that holds until the next change (`None` past the end):
+    /// for picking members uniformly at random. Backends override the O(n) default.
+    fn nth(&self, i: usize) -> Option<(u64, &Self::Value)> {
+        self.iter().nth(i)
+    }
     /// Every entry, in no particular order.
     fn iter(&self) -> impl Iterator<Item = (u64, &Self::Value)> + '_;
     /// Keeps the entries for which `keep` returns true.
@@ -120,6 +125,9 @@ impl<V, const N: usize> Table for HeaplessTable<V, N> {
             .min_by_key(|(&h, _)| h)
             .map(|(&h, v)| (h, v))
     }
+    fn nth(&self, i: usize) -> Option<(u64, &V)> {
+        self.map.get_index(i).map(|(&h, v)| (h, v))
+    }
     fn iter(&self) -> impl Iterator<Item = (u64, &V)> + '_ {
         self.map.iter().map(|(&h, v)| (h, v))
     }
@@ -135,11 +143,14 @@ pub use self::hashed::HashTable;
 mod hashed {
     use super::{Full, Table};
     use alloc::collections::BTreeSet;
+    use alloc::vec::Vec;
 
-    /// A hashbrown table with an ordered index of its hashes, for servers. Capped at `limit` entries
+    /// A table for servers: entries in a dense vector (so [`Table::nth`] is O(1)), a hashbrown index
+    /// from hash to position, and an ordered set of hashes for range walks. Capped at `limit` entries
     /// (unbounded by default).
     pub struct HashTable<V> {
-        map: hashbrown::HashMap<u64, V>,
+        entries: Vec<(u64, V)>,
+        index: hashbrown::HashMap<u64, usize>,
         order: BTreeSet<u64>,
         limit: usize,
     }
@@ -154,7 +165,8 @@ mod hashed {
         /// An empty table holding at most `limit` entries.
         pub fn with_limit(limit: usize) -> Self {
             HashTable {
-                map: hashbrown::HashMap::new(),
+                entries: Vec::new(),
+                index: hashbrown::HashMap::new(),
                 order: BTreeSet::new(),
                 limit,
             }
@@ -162,7 +174,26 @@ mod hashed {
 
         /// Reserves room for `additional` more entries.
         pub fn reserve(&mut self, additional: usize) {
-            self.map.reserve(additional);
+            self.entries.reserve(additional);
+            self.index.reserve(additional);
+        }
+
+        fn slot(&self, hash: u64) -> Option<usize> {
+            self.index.get(&hash).copied()
+        }
+
+        /// Removes the entry at `i`, moving the last entry into its place.
+        fn take(&mut self, i: usize) -> Option<(u64, V)> {
+            if i >= self.entries.len() {
+                return None;
+            }
+            let (hash, v) = self.entries.swap_remove(i);
+            self.index.remove(&hash);
+            self.order.remove(&hash);
+            if let Some(&(moved, _)) = self.entries.get(i) {
+                self.index.insert(moved, i);
+            }
+            Some((hash, v))
         }
     }
 
@@ -170,29 +201,30 @@ mod hashed {
         type Value = V;
 
         fn get(&self, hash: u64) -> Option<&V> {
-            self.map.get(&hash)
+            self.entries.get(self.slot(hash)?).map(|e| &e.1)
         }
         fn get_mut(&mut self, hash: u64) -> Option<&mut V> {
-            self.map.get_mut(&hash)
+            let i = self.slot(hash)?;
+            self.entries.get_mut(i).map(|e| &mut e.1)
         }
         fn insert(&mut self, hash: u64, value: V) -> Result<Option<V>, Full<V>> {
-            if let Some(slot) = self.map.get_mut(&hash) {
+            if let Some(slot) = self.get_mut(hash) {
                 return Ok(Some(core::mem::replace(slot, value)));
             }
-            if self.map.len() >= self.limit {
+            if self.entries.len() >= self.limit {
                 return Err(Full(value));
             }
-            self.map.insert(hash, value);
+            self.index.insert(hash, self.entries.len());
+            self.entries.push((hash, value));
             self.order.insert(hash);
             Ok(None)
         }
         fn remove(&mut self, hash: u64) -> Option<V> {
-            let v = self.map.remove(&hash)?;
-            self.order.remove(&hash);
-            Some(v)
+            let i = self.slot(hash)?;
+            self.take(i).map(|e| e.1)
         }
         fn len(&self) -> usize {
-            self.map.len()
+            self.entries.len()
         }
         fn capacity(&self) -> usize {
             self.limit
@@ -202,20 +234,23 @@ mod hashed {
                 return None;
             }
             let &h = self.order.range(from..=to).next()?;
-            self.map.get(&h).map(|v| (h, v))
+            self.get(h).map(|v| (h, v))
+        }
+        fn nth(&self, i: usize) -> Option<(u64, &V)> {
+            self.entries.get(i).map(|(h, v)| (*h, v))
         }
         fn iter(&self) -> impl Iterator<Item = (u64, &V)> + '_ {
-            self.map.iter().map(|(&h, v)| (h, v))
+            self.entries.iter().map(|(h, v)| (*h, v))
         }
         fn retain(&mut self, mut keep: impl FnMut(u64, &mut V) -> bool) {
-            let order = &mut self.order;
-            self.map.retain(|&h, v| {
-                let k = keep(h, v);
-                if !k {
-                    order.remove(&h);
+            let mut i = 0;
+            while let Some((h, v)) = self.entries.get_mut(i) {
+                if keep(*h, v) {
+                    i = i.saturating_add(1);
+                } else {
+                    self.take(i);
                 }
-                k
-            });
+            }
         }
     }
 }
@@ -241,6 +276,10 @@ mod tests {
         assert_eq!(t.remove(20), Some(22));
         assert_eq!(t.get(30), Some(&3));
         assert_eq!(t.len(), 2);
+        let mut all: std::vec::Vec<_> = (0..3).filter_map(|i| t.nth(i)).collect();
+        all.sort();
+        assert_eq!(all, [(30, &3), (99, &9)]);
+        assert_eq!(t.get(99), Some(&9), "positions stay right after removals");
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! `tidings-sim`: reproducible measurements of tidings through its real message path.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::path::PathBuf;
+use tidings::Duration;
+use tidings_sim::plot::Chart;
 use tidings_sim::reconcile;
+use tidings_sim::scenario::{detect, disseminate, partition, steady, Common};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +45,154 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Spread one write from a random node to a settled cluster, `--trials` times.
+    Disseminate {
+        /// Nodes in the cluster.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Writes to spread, one after another.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Count what a settled cluster sends while nothing happens.
+    Steady {
+        /// Nodes in the cluster.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Simulated seconds to measure.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Split the cluster, join and crash nodes on both sides, heal, and time the convergence.
+    Partition {
+        /// Nodes before the split.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Nodes on side A; the rest are on side B.
+        #[arg(long, default_value_t = 700)]
+        split: usize,
+        /// Seconds the sides are apart.
+        #[arg(long, default_value_t = 60)]
+        partition_secs: u64,
+        /// Nodes joining side A and side B while apart, as A,B.
+        #[arg(long, default_value = "20,10", value_parser = pair)]
+        joins: (usize, usize),
+        /// Nodes crashing on side A and side B while apart, as A,B.
+        #[arg(long, default_value = "5,3", value_parser = pair)]
+        deaths: (usize, usize),
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Crash nodes at random instants and time their detection.
+    Detect {
+        /// Nodes in the cluster.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Nodes that crash.
+        #[arg(long, default_value_t = 5)]
+        crashes: usize,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+/// Options every cluster scenario takes.
+#[derive(Args, Clone, Debug)]
+struct RunArgs {
+    /// Seed of the run: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Datagram loss probability, 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Write the scenario's main series over time to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+fn pair(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("expected two counts as A,B, got {s:?}"))?;
+    let n = |x: &str| {
+        x.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("{x:?} is not a count: {e}"))
+    };
+    Ok((n(a)?, n(b)?))
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(2);
+}
+
+impl RunArgs {
+    fn common(&self) -> Common {
+        if !(0.0..=1.0).contains(&self.loss) {
+            fail("--loss must be between 0 and 1");
+        }
+        Common {
+            seed: self.seed,
+            loss: self.loss,
+            progress: !self.json,
+        }
+    }
+
+    /// Prints `report` as JSON or as a table, and writes the plot if asked.
+    fn finish(
+        &self,
+        title: &str,
+        report: &impl Serialize,
+        chart: &Chart,
+        started: std::time::Instant,
+    ) {
+        if let Some(path) = &self.plot {
+            if let Err(e) = chart.write(path) {
+                fail(&format!("cannot write {}: {e}", path.display()));
+            }
+        }
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string(report).expect("report serializes")
+            );
+            return;
+        }
+        println!("{title} (seed {}, loss {})", self.seed, self.loss);
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(report) {
+            for (k, v) in fields {
+                println!("  {k:<36} {v:>10}");
+            }
+        }
+        println!("  (wall time {:.1} s)", started.elapsed().as_secs_f64());
+        if let Some(path) = &self.plot {
+            println!("  plot written to {}", path.display());
+        }
+    }
+}
+
+fn empty_chart() -> Chart {
+    Chart {
+        title: String::new(),
+        x_label: String::new(),
+        y_label: String::new(),
+        series: Vec::new(),
+        y_from_zero: true,
+    }
+}
+
+fn at_least(name: &str, v: usize, min: usize) {
+    if v < min {
+        fail(&format!("--{name} must be at least {min}"));
+    }
 }
 
 fn main() {
@@ -95,6 +248,104 @@ fn main() {
             if !r.converged {
                 std::process::exit(1);
             }
+        }
+        Command::Disseminate { nodes, trials, run } => {
+            at_least("nodes", nodes, 2);
+            at_least("trials", trials, 1);
+            let started = std::time::Instant::now();
+            let mut chart = empty_chart();
+            let p = disseminate::Params {
+                nodes,
+                trials,
+                limit: Duration::from_secs(120),
+            };
+            let r = disseminate::run(p, &run.common(), Some(&mut chart));
+            run.finish(
+                &format!("disseminate: {nodes} nodes, {trials} trials"),
+                &r,
+                &chart,
+                started,
+            );
+            if !r.reached_all {
+                std::process::exit(1);
+            }
+        }
+        Command::Steady { nodes, secs, run } => {
+            at_least("nodes", nodes, 2);
+            let started = std::time::Instant::now();
+            let mut chart = empty_chart();
+            let r = steady::run(nodes, secs, &run.common(), Some(&mut chart));
+            run.finish(
+                &format!("steady: {nodes} nodes for {secs} s"),
+                &r,
+                &chart,
+                started,
+            );
+        }
+        Command::Partition {
+            nodes,
+            split,
+            partition_secs,
+            joins,
+            deaths,
+            run,
+        } => {
+            at_least("nodes", nodes, 2);
+            if split == 0 || split >= nodes {
+                fail("--split must leave nodes on both sides");
+            }
+            let started = std::time::Instant::now();
+            let mut chart = empty_chart();
+            let p = partition::Params {
+                nodes,
+                split,
+                partition: Duration::from_secs(partition_secs),
+                joins,
+                deaths,
+                limit: Duration::from_secs(600),
+            };
+            let r = partition::run(p, &run.common(), Some(&mut chart));
+            run.finish(
+                &format!(
+                    "partition: {nodes} nodes split {split}/{} for {partition_secs} s, joins {},{} deaths {},{}",
+                    nodes - split,
+                    joins.0,
+                    joins.1,
+                    deaths.0,
+                    deaths.1
+                ),
+                &r,
+                &chart,
+                started,
+            );
+            if !r.converged {
+                std::process::exit(1);
+            }
+        }
+        Command::Detect {
+            nodes,
+            crashes,
+            run,
+        } => {
+            at_least("nodes", nodes, 3);
+            if crashes >= nodes {
+                fail("--crashes must leave some nodes running");
+            }
+            let started = std::time::Instant::now();
+            let mut chart = empty_chart();
+            let p = detect::Params {
+                nodes,
+                crashes,
+                window: Duration::from_secs(30),
+                limit: Duration::from_secs(180),
+            };
+            let r = detect::run(p, &run.common(), Some(&mut chart));
+            run.finish(
+                &format!("detect: {nodes} nodes, {crashes} crashes"),
+                &r,
+                &chart,
+                started,
+            );
         }
     }
 }

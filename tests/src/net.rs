@@ -87,6 +87,11 @@ impl Net {
         }
     }
 
+    /// Changes how the network treats datagrams sent from now on.
+    pub fn set_config(&mut self, config: NetConfig) {
+        self.config = config;
+    }
+
     /// What the network did so far.
     pub fn stats(&self) -> NetStats {
         self.stats

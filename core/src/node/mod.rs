@@ -153,6 +153,16 @@ struct Suspicion {
     id: NodeId,
     since: Instant,
     confirmers: Vec<NodeId, 8>,
+    /// When it runs out: refreshed on every confirmation and every probe interval (the cluster
+    /// size moves it too), so polling needs no arithmetic.
+    deadline: Instant,
+}
+
+impl Suspicion {
+    fn refresh(&mut self, swim: &crate::config::SwimConfig, live: usize) {
+        let timeout = timing::suspicion_timeout(swim, live, self.confirmers.len() as u32);
+        self.deadline = self.since.saturating_add(timeout);
+    }
 }
 
 const OUT: usize = 32;
@@ -190,7 +200,6 @@ pub struct Node<S: Storage> {
     relays: Vec<Relay, RELAYS>,
     suspicions: Vec<Suspicion, SUSPICIONS>,
     awareness: Awareness,
-    live: usize,
     stats: NodeStats,
 }
 
@@ -237,6 +246,9 @@ impl<S: Storage> Node<S> {
             spread(config.swim.gossip_interval),
             spread(config.swim.sync_interval),
         );
+        // Each node walks the same probe order starting just past itself, so while views agree every
+        // member is probed by about one node per interval: a failure is noticed within one interval.
+        let probe_cursor = members.hash_of(config.node);
         Ok(Node {
             sync: Engine::new(config.sync),
             config,
@@ -248,7 +260,7 @@ impl<S: Storage> Node<S> {
             rng,
             seeds: Vec::new(),
             probing: None,
-            probe_cursor: 0,
+            probe_cursor,
             next_probe,
             next_gossip,
             next_sync,
@@ -256,7 +268,6 @@ impl<S: Storage> Node<S> {
             relays: Vec::new(),
             suspicions: Vec::new(),
             awareness: Awareness::default(),
-            live: 1,
             stats: NodeStats::default(),
         })
     }
@@ -296,13 +307,18 @@ impl<S: Storage> Node<S> {
         self.sync.stats()
     }
 
+    /// Changes still queued to be piggybacked; 0 once this node has passed on all its news.
+    pub fn queued_news(&self) -> usize {
+        self.gossip.len()
+    }
+
     /// Lifeguard's local-health score (0 is healthy).
     pub fn health_score(&self) -> u32 {
         self.awareness.score()
     }
 
     fn budget(&self) -> u8 {
-        retransmit_limit(self.config.swim.retransmit_mult, self.live.max(2))
+        retransmit_limit(self.config.swim.retransmit_mult, self.members.live().max(2))
     }
 
     pub(super) fn spread(&mut self, tree: TreeId, hash: u64) {
@@ -389,11 +405,11 @@ impl<S: Storage> Node<S> {
         if r.is_err() {
             self.stats.refused = self.stats.refused.saturating_add(1);
         }
-        if r.is_ok()
-            && header.sender != self.config.node
-            && self.members.get(header.sender).is_none()
+        let known = self.members.get(header.sender).map(|m| m.status());
+        if r.is_ok() && header.sender != self.config.node && known.is_none_or(|s| s == Status::Dead)
         {
-            // A stranger: learn who it is (and let it learn us) by comparing member tables.
+            // A stranger, or a member we hold dead that is talking (a healed partition): compare
+            // member tables, so each side learns the other's view and refutes what is wrong about it.
             self.sync.start(from, TreeId::MEMBERS);
         }
         r
@@ -479,8 +495,12 @@ impl<S: Storage> Node<S> {
             bytes,
             |r: Rumor<'_>| {
                 match r {
-                    Rumor::Member(m) => self.apply_member(now, sender, &m),
-                    Rumor::Data(e) => self.apply_data(now, &e),
+                    Rumor::Member(m) => {
+                        self.apply_member(now, sender, &m);
+                    }
+                    Rumor::Data(e) => {
+                        self.apply_data(now, &e);
+                    }
                 }
                 Ok::<(), ()>(())
             },
@@ -497,13 +517,14 @@ impl<S: Storage> Node<S> {
         bytes: &[u8],
     ) -> Result<(), RecvError> {
         let bad = |e| RecvError::Sync(SyncError::Entry(e));
+        let mut news = false;
         match tree {
             TreeId::MEMBERS => {
                 self.members.check_entries(bytes).map_err(bad)?;
                 let _ = each_entry(
                     bytes,
                     |m: WireMember<'_>| {
-                        self.apply_member(now, sender, &m);
+                        news |= self.apply_member(now, sender, &m);
                         Ok::<(), ()>(())
                     },
                     (),
@@ -514,7 +535,7 @@ impl<S: Storage> Node<S> {
                 let _ = each_entry(
                     bytes,
                     |e: WireEntry<'_>| {
-                        self.apply_data(now, &e);
+                        news |= self.apply_data(now, &e);
                         Ok::<(), ()>(())
                     },
                     (),
@@ -522,15 +543,23 @@ impl<S: Storage> Node<S> {
             }
             _ => return Err(RecvError::Sync(SyncError::BadNode)),
         }
+        if news {
+            // Anti-entropy found a difference: the cluster is diverged (a healed partition, a
+            // restart), so compare with another member soon rather than a whole interval later.
+            let soon = now.saturating_add(self.config.swim.gossip_interval);
+            self.next_sync = self.next_sync.min(soon);
+        }
         Ok(())
     }
 
-    fn apply_member(&mut self, now: Instant, sender: NodeId, m: &WireMember<'_>) {
+    /// Merges one member claim; whether it changed anything.
+    fn apply_member(&mut self, now: Instant, sender: NodeId, m: &WireMember<'_>) -> bool {
         match self.members.merge(now, m) {
             Ok(Some(change)) => {
                 let h = self.members.hash_of(m.id);
                 self.spread(TreeId::MEMBERS, h);
                 self.on_change(now, m.id, change, Some(sender));
+                return true;
             }
             Ok(None) => {
                 // The same suspicion from another member: an independent confirmation.
@@ -545,16 +574,20 @@ impl<S: Storage> Node<S> {
             }
             Err(_) => {}
         }
+        false
     }
 
-    fn apply_data(&mut self, now: Instant, e: &WireEntry<'_>) {
+    /// Merges one data entry; whether it changed anything.
+    fn apply_data(&mut self, now: Instant, e: &WireEntry<'_>) -> bool {
         if let Ok(MergeOutcome::Applied) = self.data.merge(now, e) {
             let h = self.data.hash_of(e.key);
             self.spread(TreeId::DATA, h);
             if let Some(k) = S::Key::from_slice(e.key) {
                 self.event(Event::DataChanged(k));
             }
+            return true;
         }
+        false
     }
 
     pub(super) fn on_change(
@@ -599,11 +632,14 @@ impl<S: Storage> Node<S> {
     /// is tracked once a slot frees and our own probe of it goes unanswered again.
     pub(super) fn track_suspicion(&mut self, now: Instant, id: NodeId) {
         if !self.suspicions.iter().any(|s| s.id == id) {
-            let _ = self.suspicions.push(Suspicion {
+            let mut s = Suspicion {
                 id,
                 since: now,
                 confirmers: Vec::new(),
-            });
+                deadline: now,
+            };
+            s.refresh(&self.config.swim, self.members.live());
+            let _ = self.suspicions.push(s);
         }
     }
 
@@ -612,8 +648,8 @@ impl<S: Storage> Node<S> {
             return;
         }
         if let Some(s) = self.suspicions.iter_mut().find(|s| s.id == id) {
-            if !s.confirmers.contains(&by) {
-                let _ = s.confirmers.push(by);
+            if !s.confirmers.contains(&by) && s.confirmers.push(by).is_ok() {
+                s.refresh(&self.config.swim, self.members.live());
             }
         }
     }

@@ -1,6 +1,5 @@
 //! Timers and outputs: probes, suspicions, gossip and sync rounds; datagrams, events and deadlines.
 
-use super::timing::suspicion_timeout;
 use super::{Event, Node, Out, Probing, Rumor, Storage, SUSPICIONS};
 use crate::gossip::Fill;
 use crate::members::{Member, Status};
@@ -34,22 +33,54 @@ impl<S: Storage> Node<S> {
 
     /// A random live member other than ourselves and `except`.
     pub(super) fn random_member(&mut self, except: Option<NodeId>) -> Option<(NodeId, SocketAddr)> {
-        let mut at = self.rng.next_u64();
-        for _ in 0..16 {
-            let (h, _) = self
-                .members
-                .first_in(at, u64::MAX)
-                .or_else(|| self.members.first_in(0, u64::MAX))?;
-            if let Some(m) = self
-                .members
-                .by_hash(h)
-                .filter(|m| self.is_peer(m) && Some(m.id()) != except)
-            {
+        self.random_peer(except, |s| !s.is_gone())
+    }
+
+    /// A member other than ourselves and `except` whose status passes `wanted`, picked uniformly at
+    /// random (by position, not by hash, so no member is favoured by a wide gap before its hash).
+    pub(super) fn random_peer(
+        &mut self,
+        except: Option<NodeId>,
+        wanted: impl Fn(Status) -> bool,
+    ) -> Option<(NodeId, SocketAddr)> {
+        let me = self.config.node;
+        let fits =
+            |m: &Member<S::Meta>| m.id() != me && wanted(m.status()) && Some(m.id()) != except;
+        let len = self.members.len();
+        if len == 0 {
+            return None;
+        }
+        let start = self.rng.below(len as u64) as usize;
+        for _ in 0..8 {
+            let i = self.rng.below(len as u64) as usize;
+            if let Some(m) = self.members.nth(i).filter(|m| fits(m)) {
                 return Some((m.id(), m.addr()));
             }
-            at = h.checked_add(1).unwrap_or(0);
         }
-        None
+        // Few members qualify: walk from a random position.
+        (0..len)
+            .filter_map(|k| self.members.nth(start.wrapping_add(k).checked_rem(len)?))
+            .find(|m| fits(m))
+            .map(|m| (m.id(), m.addr()))
+    }
+
+    /// Starts a membership exchange with every seed.
+    fn ask_seeds(&mut self) {
+        for i in 0..self.seeds.len() {
+            if let Some(&seed) = self.seeds.get(i) {
+                self.sync.start(seed, TreeId::MEMBERS);
+            }
+        }
+    }
+
+    /// Whether some seed is a live member (true when there are no seeds).
+    fn seed_is_member(&self) -> bool {
+        let me = self.config.node;
+        self.seeds.is_empty()
+            || self
+                .members
+                .iter()
+                .any(|m| m.id() != me && !m.status().is_gone() && self.seeds.contains(&m.addr()))
     }
 
     /// Advances timers: probes, indirect probes, suspicions, gossip, anti-entropy, expiry.
@@ -57,7 +88,6 @@ impl<S: Storage> Node<S> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.data.collect(now);
         self.members.expire(now);
-        let me = self.config.node;
         let swim = self.config.swim;
         // A node that has left no longer judges others.
         let active = self
@@ -66,12 +96,14 @@ impl<S: Storage> Node<S> {
             .is_some_and(|m| m.status() != Status::Left);
 
         if now >= self.next_probe {
-            // Once per probe interval: calling handle_timeout early stays cheap.
-            self.live = self
-                .members
-                .iter()
-                .filter(|m| !m.status().is_gone() || m.id() == me)
-                .count();
+            let live = self.members.live();
+            if live <= 1 && active {
+                // Alone: not joined yet, or cut off from everyone. Ask the seeds every interval.
+                self.ask_seeds();
+            }
+            for s in self.suspicions.iter_mut() {
+                s.refresh(&swim, live);
+            }
             if let Some(p) = self.probing.take().filter(|_| active) {
                 if p.acked {
                     self.awareness.apply(-1, swim.awareness_max_multiplier);
@@ -135,21 +167,19 @@ impl<S: Storage> Node<S> {
             }
         }
 
-        let live = self.live;
         let mut failed: Vec<NodeId, SUSPICIONS> = Vec::new();
-        let members = &self.members;
-        self.suspicions.retain(|s| {
-            let still = members
-                .get(s.id)
-                .is_some_and(|m| m.status() == Status::Suspect);
-            let deadline =
-                s.since
-                    .saturating_add(suspicion_timeout(&swim, live, s.confirmers.len() as u32));
-            if still && deadline <= now {
-                let _ = failed.push(s.id);
-            }
-            still && deadline > now
-        });
+        if self.suspicions.iter().any(|s| s.deadline <= now) {
+            let members = &self.members;
+            self.suspicions.retain(|s| {
+                let still = members
+                    .get(s.id)
+                    .is_some_and(|m| m.status() == Status::Suspect);
+                if still && s.deadline <= now {
+                    let _ = failed.push(s.id);
+                }
+                still && s.deadline > now
+            });
+        }
         for id in failed {
             if let Some(change) = self.members.declare_dead(now, id) {
                 let h = self.members.hash_of(id);
@@ -170,18 +200,16 @@ impl<S: Storage> Node<S> {
         }
 
         if now >= self.next_sync {
-            match self.random_member(None) {
-                Some((_, to)) => {
-                    self.sync.start(to, TreeId::MEMBERS);
-                    self.sync.start(to, TreeId::DATA);
-                }
-                None => {
-                    for i in 0..self.seeds.len() {
-                        if let Some(&seed) = self.seeds.get(i) {
-                            self.sync.start(seed, TreeId::MEMBERS);
-                        }
-                    }
-                }
+            // Members we hold dead are asked too: one that answers was only cut off, and the
+            // exchange heals the partition. Left members are not.
+            if let Some((_, to)) = self.random_peer(None, |s| s != Status::Left) {
+                self.sync.start(to, TreeId::MEMBERS);
+                self.sync.start(to, TreeId::DATA);
+            }
+            if self.members.live() > 1 && !self.seed_is_member() {
+                // Joined a cluster, but not the seeds' one: two clusters that formed apart (a join
+                // lost on the way) merge through the seeds.
+                self.ask_seeds();
             }
             self.next_sync = now.saturating_add(swim.sync_interval);
         }
@@ -266,18 +294,7 @@ impl<S: Storage> Node<S> {
 
     /// When [`Node::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let swim = &self.config.swim;
-        let suspicion = self
-            .suspicions
-            .iter()
-            .map(|s| {
-                s.since.saturating_add(suspicion_timeout(
-                    swim,
-                    self.live,
-                    s.confirmers.len() as u32,
-                ))
-            })
-            .min();
+        let suspicion = self.suspicions.iter().map(|s| s.deadline).min();
         let gossip = (!self.gossip.is_empty()).then_some(self.next_gossip);
         [
             Some(self.next_probe),
