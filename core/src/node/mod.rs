@@ -10,7 +10,8 @@
 //! Failure detection is SWIM with Lifeguard: every probe interval one member, in a fixed pseudo-random
 //! order, is pinged; without an ack within the probe timeout, `indirect_checks` others are asked to ping
 //! it; without any ack by the end of the interval it is suspected. A suspicion lasts
-//! `suspicion_mult * log10(n)` intervals once confirmed by `indirect_checks` other members, up to
+//! `suspicion_mult * log10(n)` intervals once `indirect_checks` other members report their own probes of
+//! it failed (forwarding a suspicion confirms nothing), up to
 //! `suspicion_max_timeout_mult` times that without confirmation, then the member is declared dead.
 //! Local health stretches this node's own intervals while it misses acks.
 //!
@@ -21,12 +22,14 @@
 mod rumor;
 mod run;
 mod storage;
+mod suspect;
 pub mod timing;
 
-pub use rumor::Rumor;
+pub use rumor::{Rumor, SuspectClaim};
 #[cfg(feature = "alloc")]
 pub use storage::AllocStorage;
 pub use storage::{HeaplessStorage, Storage};
+use suspect::Suspicion;
 
 use crate::config::{Config, ConfigError};
 use crate::data::{DataError, DataMap, MergeOutcome, WireEntry};
@@ -146,23 +149,6 @@ struct Relay {
     requester: SocketAddr,
     their_seq: u32,
     until: Instant,
-}
-
-#[derive(Clone, Debug)]
-struct Suspicion {
-    id: NodeId,
-    since: Instant,
-    confirmers: Vec<NodeId, 8>,
-    /// When it runs out: refreshed on every confirmation and every probe interval (the cluster
-    /// size moves it too), so polling needs no arithmetic.
-    deadline: Instant,
-}
-
-impl Suspicion {
-    fn refresh(&mut self, swim: &crate::config::SwimConfig, live: usize) {
-        let timeout = timing::suspicion_timeout(swim, live, self.confirmers.len() as u32);
-        self.deadline = self.since.saturating_add(timeout);
-    }
 }
 
 const OUT: usize = 32;
@@ -401,7 +387,7 @@ impl<S: Storage> Node<S> {
                     return Err(RecvError::Wire(e));
                 }
             };
-        let r = self.dispatch(now, from, header.sender, &msg);
+        let r = self.dispatch(now, from, &msg);
         if r.is_err() {
             self.stats.refused = self.stats.refused.saturating_add(1);
         }
@@ -419,12 +405,11 @@ impl<S: Storage> Node<S> {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        sender: NodeId,
         msg: &Message<'_>,
     ) -> Result<(), RecvError> {
         match *msg {
             Message::Ping { probe, rumors } => {
-                self.rumors(now, sender, rumors)?;
+                self.rumors(now, rumors)?;
                 if probe.target == self.config.node {
                     let _ = self.out.push_back(Out::Ack {
                         to: from,
@@ -433,11 +418,11 @@ impl<S: Storage> Node<S> {
                 }
             }
             Message::Ack { seq, rumors } => {
-                self.rumors(now, sender, rumors)?;
+                self.rumors(now, rumors)?;
                 self.on_ack(seq);
             }
             Message::PingReq { request, rumors } => {
-                self.rumors(now, sender, rumors)?;
+                self.rumors(now, rumors)?;
                 self.seq = self.seq.wrapping_add(1);
                 let relay = Relay {
                     seq: self.seq,
@@ -456,8 +441,8 @@ impl<S: Storage> Node<S> {
                     });
                 }
             }
-            Message::Gossip { rumors } => self.rumors(now, sender, rumors)?,
-            Message::Entries { tree, bytes } => self.entries(now, sender, tree, bytes)?,
+            Message::Gossip { rumors } => self.rumors(now, rumors)?,
+            Message::Entries { tree, bytes } => self.entries(now, tree, bytes)?,
             Message::Root(_)
             | Message::Digests { .. }
             | Message::Listing { .. }
@@ -481,12 +466,13 @@ impl<S: Storage> Node<S> {
     }
 
     /// Checks every rumor, then applies them all.
-    fn rumors(&mut self, now: Instant, sender: NodeId, bytes: &[u8]) -> Result<(), RecvError> {
+    fn rumors(&mut self, now: Instant, bytes: &[u8]) -> Result<(), RecvError> {
         each_entry(
             bytes,
             |r: Rumor<'_>| match r {
                 Rumor::Member(m) => self.members.check(&m),
                 Rumor::Data(e) => self.data.check(&e),
+                Rumor::Suspect(_) => Ok(()),
             },
             EntryError::Malformed,
         )
@@ -496,11 +482,12 @@ impl<S: Storage> Node<S> {
             |r: Rumor<'_>| {
                 match r {
                     Rumor::Member(m) => {
-                        self.apply_member(now, sender, &m);
+                        self.apply_member(now, &m);
                     }
                     Rumor::Data(e) => {
                         self.apply_data(now, &e);
                     }
+                    Rumor::Suspect(c) => self.apply_suspect(now, &c),
                 }
                 Ok::<(), ()>(())
             },
@@ -509,13 +496,7 @@ impl<S: Storage> Node<S> {
         Ok(())
     }
 
-    fn entries(
-        &mut self,
-        now: Instant,
-        sender: NodeId,
-        tree: TreeId,
-        bytes: &[u8],
-    ) -> Result<(), RecvError> {
+    fn entries(&mut self, now: Instant, tree: TreeId, bytes: &[u8]) -> Result<(), RecvError> {
         let bad = |e| RecvError::Sync(SyncError::Entry(e));
         let mut news = false;
         match tree {
@@ -524,7 +505,7 @@ impl<S: Storage> Node<S> {
                 let _ = each_entry(
                     bytes,
                     |m: WireMember<'_>| {
-                        news |= self.apply_member(now, sender, &m);
+                        news |= self.apply_member(now, &m);
                         Ok::<(), ()>(())
                     },
                     (),
@@ -553,25 +534,15 @@ impl<S: Storage> Node<S> {
     }
 
     /// Merges one member claim; whether it changed anything.
-    fn apply_member(&mut self, now: Instant, sender: NodeId, m: &WireMember<'_>) -> bool {
+    fn apply_member(&mut self, now: Instant, m: &WireMember<'_>) -> bool {
         match self.members.merge(now, m) {
             Ok(Some(change)) => {
                 let h = self.members.hash_of(m.id);
                 self.spread(TreeId::MEMBERS, h);
-                self.on_change(now, m.id, change, Some(sender));
+                self.on_change(now, m.id, change);
                 return true;
             }
-            Ok(None) => {
-                // The same suspicion from another member: an independent confirmation.
-                let same = self.members.get(m.id).is_some_and(|ours| {
-                    ours.status() == Status::Suspect
-                        && m.status == Status::Suspect
-                        && (ours.generation(), ours.version()) == (m.generation, m.version)
-                });
-                if same {
-                    self.confirm(m.id, sender);
-                }
-            }
+            Ok(None) => {}
             Err(_) => {}
         }
         false
@@ -590,13 +561,7 @@ impl<S: Storage> Node<S> {
         false
     }
 
-    pub(super) fn on_change(
-        &mut self,
-        now: Instant,
-        id: NodeId,
-        change: Change,
-        by: Option<NodeId>,
-    ) {
+    pub(super) fn on_change(&mut self, now: Instant, id: NodeId, change: Change) {
         if !matches!(change, Change::Suspected) {
             self.suspicions.retain(|s| s.id != id);
         }
@@ -607,9 +572,6 @@ impl<S: Storage> Node<S> {
         {
             // However it became suspect (news, a restart into suspicion, a sync), it needs a timer.
             self.track_suspicion(now, id);
-            if let Some(by) = by {
-                self.confirm(id, by);
-            }
         }
         let event = match change {
             Change::Joined => Event::MemberJoined(id),
@@ -626,32 +588,6 @@ impl<S: Storage> Node<S> {
             Change::Forgotten => return,
         };
         self.event(event);
-    }
-
-    /// Starts the suspicion timer of `id` unless it runs already. With every slot taken, the member
-    /// is tracked once a slot frees and our own probe of it goes unanswered again.
-    pub(super) fn track_suspicion(&mut self, now: Instant, id: NodeId) {
-        if !self.suspicions.iter().any(|s| s.id == id) {
-            let mut s = Suspicion {
-                id,
-                since: now,
-                confirmers: Vec::new(),
-                deadline: now,
-            };
-            s.refresh(&self.config.swim, self.members.live());
-            let _ = self.suspicions.push(s);
-        }
-    }
-
-    fn confirm(&mut self, id: NodeId, by: NodeId) {
-        if by == self.config.node || by == id {
-            return;
-        }
-        if let Some(s) = self.suspicions.iter_mut().find(|s| s.id == id) {
-            if !s.confirmers.contains(&by) && s.confirmers.push(by).is_ok() {
-                s.refresh(&self.config.swim, self.members.live());
-            }
-        }
     }
 
     fn on_ack(&mut self, seq: u32) {

@@ -1,5 +1,6 @@
 //! Timers and outputs: probes, suspicions, gossip and sync rounds; datagrams, events and deadlines.
 
+use super::suspect::{Suspicion, SUSPECTS};
 use super::{Event, Node, Out, Probing, Rumor, Storage, SUSPICIONS};
 use crate::gossip::Fill;
 use crate::members::{Member, Status};
@@ -113,14 +114,10 @@ impl<S: Storage> Node<S> {
                     if let Some(change) = self.members.suspect(now, p.target) {
                         let h = self.members.hash_of(p.target);
                         self.spread(TreeId::MEMBERS, h);
-                        self.on_change(now, p.target, change, None);
-                    } else if self
-                        .members
-                        .get(p.target)
-                        .is_some_and(|m| m.status() == Status::Suspect)
-                    {
-                        self.track_suspicion(now, p.target);
+                        self.on_change(now, p.target, change);
                     }
+                    let me = self.config.node;
+                    self.suspected_by(now, p.target, me);
                 }
             }
             if let Some((target, to)) = self.next_target().filter(|_| active) {
@@ -184,7 +181,7 @@ impl<S: Storage> Node<S> {
             if let Some(change) = self.members.declare_dead(now, id) {
                 let h = self.members.hash_of(id);
                 self.spread(TreeId::MEMBERS, h);
-                self.on_change(now, id, change, None);
+                self.on_change(now, id, change);
             }
         }
 
@@ -267,7 +264,7 @@ impl<S: Storage> Node<S> {
     }
 
     pub(super) fn fill_rumors(&mut self, now: Instant, enc: &mut Encoder<'_>) {
-        let (members, data) = (&self.members, &self.data);
+        let (members, data, suspicions) = (&self.members, &self.data, &self.suspicions);
         let retention = self.config.members.retention;
         self.gossip.fill(|tree, hash| {
             let written = match tree {
@@ -277,6 +274,10 @@ impl<S: Storage> Node<S> {
                 TreeId::DATA => data
                     .by_hash(hash)
                     .map(|r| enc.push(&Rumor::Data(data.to_wire(r, now)))),
+                SUSPECTS => members
+                    .by_hash(hash)
+                    .and_then(|m| Suspicion::claim(suspicions, m))
+                    .map(|c| enc.push(&Rumor::Suspect(c))),
                 _ => None,
             };
             match written {

@@ -239,3 +239,83 @@ fn bad_datagrams_are_counted_and_change_nothing() {
         "a refused ping must not be acked"
     );
 }
+
+/// When a lone node that learned of members 2..=6 and a suspicion of member 7 declares 7 dead,
+/// given the rumors `extra` that followed the suspicion, each from its own sender.
+fn declared_dead_after(extra: &[(u64, Rumor<'_>)]) -> Duration {
+    let start = Instant::from_millis(1_000);
+    let config = Config::lan(ClusterId(*b"test"), NodeId(1));
+    let mut n = Node::<Small>::new(config, start, addr(0), b"", 1).unwrap();
+    let send = |n: &mut Node<Small>, sender: u64, rumors: &[Rumor<'_>]| {
+        let mut buf = [0u8; 1200];
+        let header = Header::new(ClusterId(*b"test"), NodeId(sender));
+        let mut e = Encoder::new(&mut buf, &header, Kind::Gossip).unwrap();
+        for r in rumors {
+            assert!(e.push(r));
+        }
+        let len = e.finish();
+        n.handle_datagram(start, addr(sender as usize - 1), &buf[..len])
+            .unwrap();
+    };
+    let member = |id: u64, status| {
+        Rumor::Member(WireMember {
+            id: NodeId(id),
+            addr: addr(id as usize - 1),
+            generation: 0,
+            version: 0,
+            status,
+            meta: b"",
+            age_ms: 0,
+        })
+    };
+    let mut intro: StdVec<Rumor<'_>> = (2..=6).map(|id| member(id, Status::Alive)).collect();
+    intro.push(member(7, Status::Suspect));
+    send(&mut n, 2, &intro);
+    for (sender, r) in extra {
+        send(&mut n, *sender, &[*r]);
+    }
+    let mut now = start;
+    while now < start + Duration::from_secs(60) {
+        now = now + Duration::from_millis(100);
+        n.handle_timeout(now);
+        let mut out = [0u8; 1500];
+        while n.poll_transmit(now, &mut out).is_some() {}
+        while let Some(e) = n.poll_event() {
+            if e == Event::MemberFailed(NodeId(7)) {
+                return now - start;
+            }
+        }
+    }
+    panic!("member 7 never declared dead");
+}
+
+#[test]
+fn only_independent_suspecters_shorten_a_suspicion() {
+    let claim = |by| {
+        Rumor::Suspect(SuspectClaim {
+            id: NodeId(7),
+            generation: 0,
+            version: 0,
+            by: NodeId(by),
+        })
+    };
+    let suspect = Rumor::Member(WireMember {
+        id: NodeId(7),
+        addr: addr(6),
+        generation: 0,
+        version: 0,
+        status: Status::Suspect,
+        meta: b"",
+        age_ms: 0,
+    });
+    // 7 members: the suspicion lasts 4 s fully confirmed, 24 s without confirmation. Our own probes
+    // (unanswered here) may add one confirmation: 14 s.
+    let forwarded = declared_dead_after(&[(3, suspect), (4, suspect), (5, suspect)]);
+    assert!(forwarded >= Duration::from_secs(14), "{forwarded:?}");
+    let confirmed =
+        declared_dead_after(&[(3, claim(2)), (3, claim(3)), (3, claim(4)), (3, claim(5))]);
+    assert!(confirmed <= Duration::from_millis(4_100), "{confirmed:?}");
+    // The same suspecter heard twice counts once.
+    let repeated = declared_dead_after(&[(3, claim(2)), (4, claim(3)), (5, claim(3))]);
+    assert!(repeated > confirmed, "{repeated:?}");
+}
