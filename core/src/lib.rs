@@ -4,7 +4,9 @@
 //! This crate is the whole protocol as a sans-IO state machine: `#![no_std]`, no allocator unless the
 //! `alloc` feature is on, no clock and no sockets. Bytes and time go in; datagrams to send, events and
 //! the next deadline come out. The `tidings-tokio` and `tidings-embassy` crates drive it on servers and
-//! on microcontrollers.
+//! on microcontrollers. To drive it yourself from any runtime, or from plain threads, see
+//! [`examples/blocking_udp.rs`](https://github.com/tidings-rs/tidings/blob/main/core/examples/blocking_udp.rs):
+//! a blocking `std::net::UdpSocket` and one loop, about forty lines.
 //!
 //! # Modules
 //! - [`time`]: the caller's millisecond clock as [`Instant`] and [`Duration`].

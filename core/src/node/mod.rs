@@ -186,6 +186,8 @@ pub struct Node<S: Storage> {
     relays: Vec<Relay, RELAYS>,
     suspicions: Vec<Suspicion, SUSPICIONS>,
     awareness: Awareness,
+    /// The probe sequence of the pings that carried our leave, and whether one was answered.
+    leave: Option<(u32, bool)>,
     stats: NodeStats,
 }
 
@@ -254,6 +256,7 @@ impl<S: Storage> Node<S> {
             relays: Vec::new(),
             suspicions: Vec::new(),
             awareness: Awareness::default(),
+            leave: None,
             stats: NodeStats::default(),
         })
     }
@@ -330,17 +333,45 @@ impl<S: Storage> Node<S> {
         self.sync.start(seed, TreeId::MEMBERS);
     }
 
-    /// Leaves the cluster gracefully: others will report this node as left, not failed.
+    /// Leaves the cluster gracefully: others will report this node as left, not failed. The news
+    /// rides on pings to `gossip_nodes` members; [`Node::leave_acknowledged`] turns true when one
+    /// of them answers, so a driver can wait for that before it stops.
     pub fn leave(&mut self, now: Instant) -> Result<(), MemberError> {
         self.members.leave(now)?;
         let me = self.members.hash_of(self.config.node);
         self.spread(TreeId::MEMBERS, me);
+        self.seq = self.seq.wrapping_add(1);
+        self.leave = Some((self.seq, false));
         for _ in 0..self.config.swim.gossip_nodes {
-            if let Some(to) = self.random_member(None).map(|m| m.1) {
-                let _ = self.out.push_back(Out::Gossip { to });
+            if let Some((target, to)) = self.random_member(None) {
+                let probe = Probe {
+                    seq: self.seq,
+                    target,
+                };
+                let _ = self.out.push_back(Out::Ping { to, probe });
             }
         }
         Ok(())
+    }
+
+    /// Whether a member answered a ping that carried our leave (so it holds us as left). Also true
+    /// when there was nobody to tell.
+    pub fn leave_acknowledged(&self) -> bool {
+        match self.leave {
+            Some((_, acked)) => acked || self.members.live() <= 1,
+            None => false,
+        }
+    }
+
+    /// Loads one entry of the data from durable storage at startup: merged like a peer's write
+    /// (newest wins, the Lamport clock moves past it), but neither gossiped nor reported as an
+    /// event. Anti-entropy later repairs whatever differs from the cluster.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        entry: &WireEntry<'_>,
+    ) -> Result<MergeOutcome, EntryError> {
+        self.data.merge(now, entry)
     }
 
     /// Sets `key` to `value` and spreads the write.
@@ -593,6 +624,10 @@ impl<S: Storage> Node<S> {
     fn on_ack(&mut self, seq: u32) {
         if let Some(p) = self.probing.as_mut().filter(|p| p.seq == seq) {
             p.acked = true;
+            return;
+        }
+        if let Some((_, acked)) = self.leave.as_mut().filter(|l| l.0 == seq) {
+            *acked = true;
             return;
         }
         if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {

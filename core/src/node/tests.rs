@@ -174,8 +174,14 @@ fn a_crashed_node_is_suspected_then_declared_dead() {
 fn a_graceful_leave_is_reported_as_left_not_failed() {
     let mut c = Cluster::joined(4);
     let now = c.now;
+    assert!(!c.nodes[3].leave_acknowledged());
     c.nodes[3].leave(now).unwrap();
+    assert!(!c.nodes[3].leave_acknowledged());
     c.secs(1);
+    assert!(
+        c.nodes[3].leave_acknowledged(),
+        "a member answered the leave"
+    );
     c.up[3] = false;
     c.secs(40);
     for i in 0..3 {

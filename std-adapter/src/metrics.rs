@@ -1,0 +1,221 @@
+//! Counters of a running agent, and their Prometheus text form.
+
+use serde::Serialize;
+use std::fmt::Write;
+use tidings::node::NodeStats;
+use tidings::sync::SyncStats;
+
+/// A point-in-time copy of an agent's counters.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Metrics {
+    /// This node's id.
+    pub node: u64,
+    /// This node's generation.
+    pub generation: u32,
+    /// Members alive, ourselves included.
+    pub members_alive: usize,
+    /// Members suspected.
+    pub members_suspect: usize,
+    /// Members held dead.
+    pub members_dead: usize,
+    /// Members that left.
+    pub members_left: usize,
+    /// Live keys.
+    pub keys: usize,
+    /// Lifeguard's local-health score (0 is healthy).
+    pub health_score: u32,
+    /// Datagrams that could not be sent (socket errors).
+    pub send_errors: u64,
+    /// The node's own counters.
+    #[serde(skip)]
+    pub node_stats: NodeStats,
+    /// Anti-entropy counters.
+    #[serde(skip)]
+    pub sync: SyncStats,
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP tidings_{name} {help}");
+    let _ = writeln!(out, "# TYPE tidings_{name} {kind}");
+    for (labels, v) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "tidings_{name} {v}");
+        } else {
+            let _ = writeln!(out, "tidings_{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+impl Metrics {
+    /// The counters in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let s = &self.node_stats;
+        let r = &s.rejects;
+        let mut out = String::new();
+        let m = &mut out;
+        metric(
+            m,
+            "datagrams_in_total",
+            "counter",
+            "Datagrams received.",
+            &[("", s.datagrams_in)],
+        );
+        metric(
+            m,
+            "bytes_in_total",
+            "counter",
+            "Bytes received.",
+            &[("", s.bytes_in)],
+        );
+        metric(
+            m,
+            "datagrams_out_total",
+            "counter",
+            "Datagrams sent.",
+            &[("", s.datagrams_out)],
+        );
+        metric(
+            m,
+            "bytes_out_total",
+            "counter",
+            "Bytes sent.",
+            &[("", s.bytes_out)],
+        );
+        metric(
+            m,
+            "rejected_datagrams_total",
+            "counter",
+            "Datagrams rejected before decoding finished, by reason.",
+            &[
+                ("reason=\"truncated\"", r.truncated),
+                ("reason=\"oversized\"", r.oversized),
+                ("reason=\"bad_magic\"", r.bad_magic),
+                ("reason=\"unsupported_protocol\"", r.unsupported_protocol),
+                ("reason=\"foreign_cluster\"", r.foreign_cluster),
+                ("reason=\"unknown_kind\"", r.unknown_kind),
+                ("reason=\"malformed\"", r.malformed),
+            ],
+        );
+        metric(
+            m,
+            "refused_datagrams_total",
+            "counter",
+            "Datagrams refused after decoding (bad sync messages or rumors).",
+            &[("", s.refused)],
+        );
+        metric(
+            m,
+            "probes_total",
+            "counter",
+            "Probes sent.",
+            &[("", s.probes)],
+        );
+        metric(
+            m,
+            "indirect_probes_total",
+            "counter",
+            "Indirect probe requests sent.",
+            &[("", s.indirect_probes)],
+        );
+        metric(
+            m,
+            "missed_acks_total",
+            "counter",
+            "Probes that went unanswered.",
+            &[("", s.missed_acks)],
+        );
+        metric(
+            m,
+            "send_errors_total",
+            "counter",
+            "Datagrams the socket refused to send.",
+            &[("", self.send_errors)],
+        );
+        metric(
+            m,
+            "events_dropped_total",
+            "counter",
+            "Events the node dropped because they were not drained in time.",
+            &[("", s.events_dropped)],
+        );
+        metric(
+            m,
+            "members",
+            "gauge",
+            "Members by status.",
+            &[
+                ("status=\"alive\"", self.members_alive as u64),
+                ("status=\"suspect\"", self.members_suspect as u64),
+                ("status=\"dead\"", self.members_dead as u64),
+                ("status=\"left\"", self.members_left as u64),
+            ],
+        );
+        metric(
+            m,
+            "keys",
+            "gauge",
+            "Live keys held.",
+            &[("", self.keys as u64)],
+        );
+        metric(
+            m,
+            "health_score",
+            "gauge",
+            "Lifeguard local-health score (0 is healthy).",
+            &[("", u64::from(self.health_score))],
+        );
+        metric(
+            m,
+            "generation",
+            "gauge",
+            "This node's generation.",
+            &[("", u64::from(self.generation))],
+        );
+        let y = &self.sync;
+        metric(
+            m,
+            "sync_exchanges_total",
+            "counter",
+            "Anti-entropy exchanges, by outcome.",
+            &[
+                ("outcome=\"started\"", y.started),
+                ("outcome=\"in_sync\"", y.in_sync),
+                ("outcome=\"mismatched\"", y.mismatched),
+            ],
+        );
+        metric(
+            m,
+            "sync_entries_total",
+            "counter",
+            "Entries moved by anti-entropy.",
+            &[
+                ("dir=\"sent\"", y.entries_sent),
+                ("dir=\"applied\"", y.applied),
+                ("dir=\"stale\"", y.stale),
+            ],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_text_format() {
+        let mut m = Metrics {
+            members_alive: 3,
+            ..Metrics::default()
+        };
+        m.node_stats.rejects.bad_magic = 7;
+        let text = m.prometheus();
+        assert!(text.contains("tidings_members{status=\"alive\"} 3\n"));
+        assert!(text.contains("tidings_rejected_datagrams_total{reason=\"bad_magic\"} 7\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("tidings_"), "{line}");
+            value.parse::<u64>().unwrap();
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Agents on loopback: joining, replicating, crashing, restarting, leaving, bad input, the HTTP API.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tidings::config::Config;
+use tidings::node::Event;
+use tidings::{ClusterId, NodeId};
+use tidings_tokio::{Agent, AgentConfig, Handle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The `local` preset keeps failure detection to seconds; the protocol is the same.
+fn config(id: u64, seed: Option<SocketAddr>, dir: Option<&Path>) -> AgentConfig {
+    let node = Config::local(ClusterId::from_name("agents-test"), NodeId(id));
+    let mut c = AgentConfig::new(node, "127.0.0.1:0".parse().unwrap());
+    c.seeds.extend(seed);
+    c.data_dir = dir.map(Path::to_path_buf);
+    c
+}
+
+async fn cluster(n: u64, root: Option<&Path>) -> Vec<Agent> {
+    let dir = |i: u64| root.map(|r| r.join(format!("n{i}")));
+    let first = Agent::start(config(1, None, dir(1).as_deref()))
+        .await
+        .unwrap();
+    let seed = first.local_addr();
+    let mut all = vec![first];
+    for i in 2..=n {
+        all.push(
+            Agent::start(config(i, Some(seed), dir(i).as_deref()))
+                .await
+                .unwrap(),
+        );
+    }
+    all
+}
+
+async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+async fn status(h: &Handle, id: u64) -> Option<(&'static str, u32)> {
+    h.members()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|m| m.id == id)
+        .map(|m| (m.status, m.generation))
+}
+
+async fn all_alive(handles: &[Handle], n: usize) -> bool {
+    for h in handles {
+        let m = h.members().await.unwrap_or_default();
+        if m.iter().filter(|m| m.status == "alive").count() != n {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn agents_join_and_a_write_reaches_every_agent_within_two_seconds() {
+    let agents = cluster(3, None).await;
+    let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
+    eventually("membership", Duration::from_secs(10), async || {
+        all_alive(&handles, 3).await
+    })
+    .await;
+    handles[0].set(b"color", b"blue").await.unwrap();
+    let took = eventually("replication", Duration::from_secs(2), async || {
+        for h in &handles {
+            if h.get(b"color").await.unwrap().as_deref() != Some(&b"blue"[..]) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(took < Duration::from_secs(2));
+    assert_eq!(
+        handles[2].entries().await.unwrap(),
+        vec![(b"color".to_vec(), b"blue".to_vec())]
+    );
+    handles[1].delete(b"color").await.unwrap();
+    eventually("delete", Duration::from_secs(2), async || {
+        for h in &handles {
+            if h.get(b"color").await.unwrap().is_some() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_agent_is_declared_dead_and_comes_back_with_its_data_and_a_higher_generation() {
+    let root = tempfile::tempdir().unwrap();
+    let mut agents = cluster(3, Some(root.path())).await;
+    let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
+    eventually("membership", Duration::from_secs(10), async || {
+        all_alive(&handles, 3).await
+    })
+    .await;
+    handles[2].set(b"mine", b"kept").await.unwrap();
+    handles[0].set(b"theirs", b"learned").await.unwrap();
+    eventually("replication", Duration::from_secs(5), async || {
+        handles[2].get(b"theirs").await.unwrap().is_some()
+            && handles[0].get(b"mine").await.unwrap().is_some()
+    })
+    .await;
+    let mut events = handles[0].subscribe();
+    agents.pop().unwrap().abort();
+    eventually("death", Duration::from_secs(20), async || {
+        status(&handles[0], 3).await.is_some_and(|s| s.0 == "dead")
+            && status(&handles[1], 3).await.is_some_and(|s| s.0 == "dead")
+    })
+    .await;
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(seen.contains(&Event::MemberFailed(NodeId(3))), "{seen:?}");
+
+    let back = Agent::start(config(
+        3,
+        Some(agents[0].local_addr()),
+        Some(&root.path().join("n3")),
+    ))
+    .await
+    .unwrap();
+    let h = back.handle();
+    assert_eq!(h.generation(), 1);
+    assert_eq!(
+        h.get(b"mine").await.unwrap().as_deref(),
+        Some(&b"kept"[..]),
+        "own write restored"
+    );
+    assert_eq!(
+        h.get(b"theirs").await.unwrap().as_deref(),
+        Some(&b"learned"[..]),
+        "learned write restored"
+    );
+    eventually("rejoin", Duration::from_secs(10), async || {
+        status(&handles[0], 3).await == Some(("alive", 1))
+            && status(&handles[1], 3).await == Some(("alive", 1))
+    })
+    .await;
+    let m = h.metrics().await.unwrap();
+    assert_eq!(m.members_alive, 3);
+}
+
+#[tokio::test]
+async fn a_graceful_leave_is_reported_as_left_not_failed() {
+    let agents = cluster(3, None).await;
+    let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
+    eventually("membership", Duration::from_secs(10), async || {
+        all_alive(&handles, 3).await
+    })
+    .await;
+    let mut events = handles[0].subscribe();
+    let outcome = handles[1].leave(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(outcome, tidings_tokio::LeaveOutcome::Acknowledged);
+    eventually("left", Duration::from_secs(5), async || {
+        status(&handles[0], 2).await.is_some_and(|s| s.0 == "left")
+            && status(&handles[2], 2).await.is_some_and(|s| s.0 == "left")
+    })
+    .await;
+    // Well past the suspicion time, it is still left, never failed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(status(&handles[0], 2).await.map(|s| s.0), Some("left"));
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(seen.contains(&Event::MemberLeft(NodeId(2))), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::MemberFailed(_) | Event::MemberSuspected(_))),
+        "{seen:?}"
+    );
+    assert!(handles[1].members().await.is_err(), "a left agent stops");
+}
+
+#[tokio::test]
+async fn random_and_truncated_datagrams_are_counted_and_change_nothing() {
+    let agents = cluster(2, None).await;
+    let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
+    eventually("membership", Duration::from_secs(10), async || {
+        all_alive(&handles, 2).await
+    })
+    .await;
+    handles[0].set(b"k", b"v").await.unwrap();
+    let before = handles[0].members().await.unwrap();
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = agents[0].local_addr();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..5_000u32 {
+        let len = (next() % 1400) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Half of them start like a real datagram, to get past the first checks.
+        if i % 2 == 0 && d.len() >= 8 {
+            d[..2].copy_from_slice(b"td");
+            d[2] = 1;
+        }
+        attacker.send_to(&d, target).await.unwrap();
+        if i % 50 == 0 {
+            // Paced, so the socket's receive buffer never overflows and every one is judged.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let m = eventually("all counted", Duration::from_secs(10), async || {
+        let m = handles[0].metrics().await.unwrap();
+        let r = &m.node_stats.rejects;
+        let rejected = r.truncated
+            + r.oversized
+            + r.bad_magic
+            + r.unsupported_protocol
+            + r.foreign_cluster
+            + r.unknown_kind
+            + r.malformed
+            + m.node_stats.refused;
+        rejected >= 4_500
+    })
+    .await;
+    let _ = m;
+    assert_eq!(
+        handles[0].members().await.unwrap(),
+        before,
+        "membership unchanged"
+    );
+    assert_eq!(
+        handles[0].entries().await.unwrap(),
+        vec![(b"k".to_vec(), b"v".to_vec())]
+    );
+    handles[0].set(b"still", b"serving").await.unwrap();
+    let text = handles[0].metrics().await.unwrap().prometheus();
+    assert!(
+        text.contains("tidings_rejected_datagrams_total{reason=\"bad_magic\"}"),
+        "{text}"
+    );
+}
+
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|p| p.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test]
+async fn the_http_api_speaks_json_and_prometheus() {
+    let agents = cluster(1, None).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = tidings_tokio::http::router(agents[0].handle());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+    assert_eq!(http(addr, "PUT", "/v1/kv/greeting", "hello").await.0, 200);
+    let (code, body) = http(addr, "GET", "/v1/kv/greeting", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"key": "greeting", "value": "hello"})
+    );
+    let (_, body) = http(addr, "GET", "/v1/kv", "").await;
+    assert_eq!(
+        json(&body),
+        serde_json::json!([{"key": "greeting", "value": "hello"}])
+    );
+    let (code, body) = http(addr, "GET", "/v1/members", "").await;
+    assert_eq!(code, 200);
+    let members: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(members[0]["status"], "alive");
+    assert_eq!(members[0]["id"], 1);
+    let (code, body) = http(addr, "DELETE", "/v1/kv/greeting", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"key": "greeting", "deleted": true})
+    );
+    let (code, body) = http(addr, "GET", "/v1/kv/greeting", "").await;
+    assert_eq!(code, 404);
+    assert!(body.contains("\"error\""), "{body}");
+    let long = "x".repeat(5_000);
+    let (code, body) = http(addr, "PUT", "/v1/kv/big", &long).await;
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(http(addr, "GET", "/v1/nope", "").await.0, 404);
+    let (code, body) = http(addr, "GET", "/v1/health", "").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let (code, body) = http(addr, "GET", "/metrics", "").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("tidings_members{status=\"alive\"} 1"),
+        "{body}"
+    );
+}
