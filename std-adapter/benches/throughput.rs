@@ -55,7 +55,8 @@ fn core_rate(secs: f64) -> f64 {
     let (intro, pings) = workload(from, 10_000);
     let start = Instant::now();
     let now = || tidings::Instant::from_millis(start.elapsed().as_millis() as u64);
-    let mut node = Node::<AllocStorage>::new(config(), now(), "127.0.0.1:8".parse().unwrap(), b"", 1).unwrap();
+    let mut node =
+        Node::<AllocStorage>::new(config(), now(), "127.0.0.1:8".parse().unwrap(), b"", 1).unwrap();
     node.handle_datagram(now(), from, &intro).unwrap();
     let mut out = [0u8; 1500];
     let mut handled = 0u64;
@@ -114,9 +115,15 @@ async fn agent_rate(secs: f64) -> f64 {
 }
 
 fn main() {
-    let secs = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let secs = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
     let core = core_rate(secs);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let agent = rt.block_on(agent_rate(secs));
     println!(
         "{{\"core_datagrams_per_sec\":{core:.0},\"agent_datagrams_per_sec\":{agent:.0},\"agent_to_core_ratio\":{:.3}}}",

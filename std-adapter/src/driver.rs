@@ -147,7 +147,9 @@ impl Driver {
             }
             self.drain().await;
             if let Some((until, _)) = &self.leaving {
-                let outcome = if self.node.leave_acknowledged() {
+                let outcome = if self.node.members().live() <= 1 {
+                    Some(LeaveOutcome::Alone)
+                } else if self.node.leave_acknowledged() {
                     Some(LeaveOutcome::Acknowledged)
                 } else if Clock::now() >= *until {
                     Some(LeaveOutcome::TimedOut)

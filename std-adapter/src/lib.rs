@@ -160,6 +160,8 @@ pub enum LeaveOutcome {
     Acknowledged,
     /// Nobody answered in time; the leave still spreads if any datagram got through.
     TimedOut,
+    /// There was no other member to tell.
+    Alone,
 }
 
 enum Command {

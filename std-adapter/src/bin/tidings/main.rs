@@ -1,13 +1,12 @@
 //! `tidings`: run a tidings agent, or watch a demo cluster on loopback.
 
 mod demo;
+mod settings;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tidings::config::Config;
-use tidings::{ClusterId, NodeId};
 use tidings_tokio::{Agent, AgentConfig};
 
 #[derive(Parser)]
@@ -21,41 +20,35 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Preset {
-    /// Data-center network: probe every 1 s, suspicion 4 x log10(n) s.
-    Lan,
-    /// Wide-area links: slower probes, longer suspicion.
-    Wan,
-    /// One host: fast and lean.
-    Local,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run an agent: join the cluster through the seeds, serve the HTTP API, leave on SIGINT/SIGTERM.
+    /// Flags override the `--config` file.
     Agent {
         /// This node's id, unique in the cluster.
         #[arg(long)]
-        node_id: u64,
+        node_id: Option<u64>,
         /// UDP address for the gossip protocol.
         #[arg(long)]
-        bind: SocketAddr,
+        bind: Option<SocketAddr>,
         /// A member to join through (repeat for several).
         #[arg(long = "seed")]
         seeds: Vec<SocketAddr>,
-        /// Address of the HTTP API.
-        #[arg(long, default_value = "127.0.0.1:7947")]
-        http: SocketAddr,
+        /// Address of the HTTP API [default: 127.0.0.1:7947].
+        #[arg(long)]
+        http: Option<SocketAddr>,
         /// Where the generation and the data are kept across restarts.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The cluster's name: nodes of other clusters are ignored.
-        #[arg(long, default_value = "tidings")]
-        cluster: String,
-        /// Timing preset.
-        #[arg(long, value_enum, default_value_t = Preset::Lan)]
-        preset: Preset,
+        /// The cluster's name: nodes of other clusters are ignored [default: tidings].
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Timing preset: lan, wan or local [default: lan].
+        #[arg(long)]
+        preset: Option<String>,
+        /// A TOML file with any of these settings, and `[swim]` timing overrides.
+        #[arg(long, value_name = "FILE.toml")]
+        config: Option<PathBuf>,
     },
     /// Start a cluster of agents in this process on loopback and show it at work.
     Demo {
@@ -71,6 +64,7 @@ fn logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -85,9 +79,28 @@ async fn main() {
             data_dir,
             cluster,
             preset,
+            config,
         } => {
             logging("info");
-            run_agent(node_id, bind, seeds, http, data_dir, &cluster, preset).await
+            let file = match config.as_deref().map(settings::File::read).transpose() {
+                Ok(f) => f.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let merged = settings::File {
+                node_id: node_id.or(file.node_id),
+                bind: bind.or(file.bind),
+                seeds: if seeds.is_empty() { file.seeds } else { seeds },
+                http: http.or(file.http),
+                data_dir: data_dir.or(file.data_dir),
+                cluster: cluster.or(file.cluster),
+                preset: preset.or(file.preset),
+                meta: file.meta,
+                swim: file.swim,
+            };
+            run_agent(merged).await
         }
         Command::Demo { nodes } => {
             logging("warn");
@@ -97,24 +110,25 @@ async fn main() {
     std::process::exit(code);
 }
 
-async fn run_agent(
-    node_id: u64,
-    bind: SocketAddr,
-    seeds: Vec<SocketAddr>,
-    http: SocketAddr,
-    data_dir: Option<PathBuf>,
-    cluster: &str,
-    preset: Preset,
-) -> i32 {
-    let cluster = ClusterId::from_name(cluster);
-    let node = match preset {
-        Preset::Lan => Config::lan(cluster, NodeId(node_id)),
-        Preset::Wan => Config::wan(cluster, NodeId(node_id)),
-        Preset::Local => Config::local(cluster, NodeId(node_id)),
+async fn run_agent(s: settings::File) -> i32 {
+    let (Some(node_id), Some(bind)) = (s.node_id, s.bind) else {
+        eprintln!("error: --node-id and --bind are required (on the command line or in --config)");
+        return 2;
     };
+    let cluster = s.cluster.as_deref().unwrap_or("tidings");
+    let preset = s.preset.as_deref().unwrap_or("lan");
+    let node = match settings::node_config(cluster, node_id, preset, s.swim.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let http = s.http.unwrap_or(([127, 0, 0, 1], 7947).into());
     let mut config = AgentConfig::new(node, bind);
-    config.seeds = seeds;
-    config.data_dir = data_dir;
+    config.seeds = s.seeds;
+    config.data_dir = s.data_dir;
+    config.meta = s.meta.map(String::into_bytes).unwrap_or_default();
     let agent = match Agent::start(config).await {
         Ok(a) => a,
         Err(e) => {
