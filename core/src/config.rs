@@ -45,6 +45,9 @@ pub struct Config {
     pub max_keys: usize,
     /// Failure detection and dissemination.
     pub swim: SwimConfig,
+    /// With a keyring, every datagram carries an HMAC tag and datagrams without a valid one are
+    /// refused; the digest tree is keyed by the ring's digest secret. `None` trusts the network.
+    pub auth: Option<crate::auth::Keyring>,
 }
 
 /// Failure detection (SWIM with Lifeguard) and dissemination timing.
@@ -224,6 +227,7 @@ impl Config {
             max_members: 65_536,
             max_keys: 1 << 24,
             swim: SwimConfig::lan(),
+            auth: None,
         }
     }
 
@@ -273,9 +277,12 @@ impl Config {
         Header::new(self.cluster, self.node)
     }
 
-    /// The digest key of this cluster (without a secret).
+    /// The digest key of this cluster: from the keyring's digest secret, or from the cluster id.
     pub fn digest_key(&self) -> DigestKey {
-        DigestKey::from_cluster(self.cluster)
+        match &self.auth {
+            Some(ring) => ring.digest_key(self.cluster),
+            None => DigestKey::from_cluster(self.cluster),
+        }
     }
 
     /// Bytes of the largest data entry, in a datagram of its own, tag included.

@@ -10,6 +10,7 @@
 //!
 //! # Modules
 //! - [`time`]: the caller's millisecond clock as [`Instant`] and [`Duration`].
+//! - [`auth`]: the keyring and the HMAC tag that authenticates every datagram.
 //! - [`config`]: a node's settings and their validation.
 //! - [`wire`]: datagram header, messages, and their bounded postcard encoding.
 //! - [`tree`]: the fixed-shape digest tree whose 32-byte roots say whether two replicas agree.
@@ -46,6 +47,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod auth;
 pub mod config;
 pub mod data;
 pub mod gossip;

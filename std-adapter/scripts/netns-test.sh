@@ -29,6 +29,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Every agent authenticates its datagrams under one key, as a real deployment should.
+"$T" keygen > "$W/keys" && chmod 600 "$W/keys"
+
 ip netns add "$BR"
 ip -n "$BR" link add br0 type bridge
 ip -n "$BR" link set br0 up
@@ -49,7 +52,7 @@ start() { # node
   local n=$1 seed=()
   [ "$n" != 1 ] && seed=(--seed 10.77.0.1:7946)
   ip netns exec "$P$n" "$T" agent --node-id "$n" --bind "10.77.0.$n:7946" --http 127.0.0.1:8000 \
-    --data-dir "$W/n$n" "${seed[@]}" 2>>"$W/agent$n.log" &
+    --data-dir "$W/n$n" --key-file "$W/keys" "${seed[@]}" 2>>"$W/agent$n.log" &
   PID[$n]=$!
 }
 

@@ -28,6 +28,7 @@
 mod driver;
 pub mod durable;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 
 pub use metrics::Metrics;

@@ -321,3 +321,47 @@ async fn the_http_api_speaks_json_and_prometheus() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn keyed_agents_converge_and_a_keyless_one_stays_out() {
+    let ring = tidings_tokio::keys::parse(&tidings_tokio::keys::generate().unwrap()).unwrap();
+    let keyed = |id, seed| {
+        let mut c = config(id, seed, None);
+        c.node.auth = Some(ring);
+        c
+    };
+    let a = Agent::start(keyed(1, None)).await.unwrap();
+    let b = Agent::start(keyed(2, Some(a.local_addr()))).await.unwrap();
+    let outsider = Agent::start(config(3, Some(a.local_addr()), None))
+        .await
+        .unwrap();
+    let handles = [a.handle(), b.handle()];
+    eventually("keyed membership", Duration::from_secs(10), async || {
+        all_alive(&handles, 2).await
+    })
+    .await;
+    handles[0].set(b"secret", b"kept").await.unwrap();
+    eventually("keyed replication", Duration::from_secs(2), async || {
+        handles[1].get(b"secret").await.unwrap().is_some()
+    })
+    .await;
+    eventually("outsider refused", Duration::from_secs(5), async || {
+        handles[0]
+            .metrics()
+            .await
+            .unwrap()
+            .node_stats
+            .rejects
+            .unauthenticated
+            > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        status(&handles[0], 3).await,
+        None,
+        "the keyless node never got in"
+    );
+    assert_eq!(outsider.handle().get(b"secret").await.unwrap(), None);
+    assert_eq!(outsider.handle().members().await.unwrap().len(), 1);
+}

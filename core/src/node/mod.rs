@@ -410,14 +410,13 @@ impl<S: Storage> Node<S> {
     ) -> Result<(), RecvError> {
         self.stats.datagrams_in = self.stats.datagrams_in.saturating_add(1);
         self.stats.bytes_in = self.stats.bytes_in.saturating_add(bytes.len() as u64);
-        let (header, msg) =
-            match wire::decode(bytes, self.config.cluster, self.config.sync.max_datagram) {
-                Ok(d) => d,
-                Err(e) => {
-                    self.stats.rejects.count(e);
-                    return Err(RecvError::Wire(e));
-                }
-            };
+        let (header, msg) = match self.open(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.rejects.count(e);
+                return Err(RecvError::Wire(e));
+            }
+        };
         let r = self.dispatch(now, from, &msg);
         if r.is_err() {
             self.stats.refused = self.stats.refused.saturating_add(1);
@@ -430,6 +429,27 @@ impl<S: Storage> Node<S> {
             self.sync.start(from, TreeId::MEMBERS);
         }
         r
+    }
+
+    /// Checks the header, then the tag (with a keyring), then decodes.
+    fn open<'b>(&self, bytes: &'b [u8]) -> Result<(wire::Header, Message<'b>), WireError> {
+        let (cluster, max) = (self.config.cluster, self.config.sync.max_datagram);
+        wire::decode_header(bytes, cluster, max)?;
+        let body = match &self.config.auth {
+            None => bytes,
+            Some(ring) => {
+                let split = bytes
+                    .len()
+                    .checked_sub(crate::auth::TAG_LEN)
+                    .ok_or(WireError::Unauthenticated)?;
+                let (body, tag) = bytes.split_at(split);
+                if !ring.verify(body, tag) {
+                    return Err(WireError::Unauthenticated);
+                }
+                body
+            }
+        };
+        wire::decode(body, cluster, max)
     }
 
     fn dispatch(

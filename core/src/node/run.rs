@@ -217,12 +217,13 @@ impl<S: Storage> Node<S> {
     /// Writes the next datagram into `buf`; `None` when there is nothing to send now.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<crate::sync::Transmit> {
         let header = self.config.header();
+        // Room for the tag is always kept, so a keyed and a keyless datagram carry the same load.
         let limit = self
             .config
             .sync
             .max_datagram
-            .saturating_sub(TAG_RESERVE)
-            .min(buf.len());
+            .min(buf.len())
+            .saturating_sub(TAG_RESERVE);
         let t = match self.out.pop_front() {
             Some(o) => {
                 let (to, kind) = match o {
@@ -257,6 +258,15 @@ impl<S: Storage> Node<S> {
                     .sync
                     .poll_transmit(now, &header, &self.members, buf.get_mut(..limit)?)?,
             },
+        };
+        let t = match &self.config.auth {
+            None => t,
+            Some(ring) => {
+                let end = t.len.checked_add(TAG_RESERVE)?;
+                let tag = ring.tag(buf.get(..t.len)?);
+                buf.get_mut(t.len..end)?.copy_from_slice(&tag);
+                crate::sync::Transmit { len: end, ..t }
+            }
         };
         self.stats.datagrams_out = self.stats.datagrams_out.saturating_add(1);
         self.stats.bytes_out = self.stats.bytes_out.saturating_add(t.len as u64);

@@ -325,3 +325,148 @@ fn only_independent_suspecters_shorten_a_suspicion() {
     let repeated = declared_dead_after(&[(3, claim(2)), (4, claim(3)), (5, claim(3))]);
     assert!(repeated > confirmed, "{repeated:?}");
 }
+
+fn keyed(id: u64, ring: crate::auth::Keyring) -> Node<Small> {
+    let config = Config {
+        auth: Some(ring),
+        ..Config::lan(ClusterId(*b"test"), NodeId(id))
+    };
+    Node::<Small>::new(
+        config,
+        Instant::from_millis(1_000),
+        addr(id as usize - 1),
+        b"",
+        id,
+    )
+    .unwrap()
+}
+
+/// Every datagram `from` has to send now, in order.
+fn outbox(from: &mut Node<Small>, now: Instant) -> StdVec<StdVec<u8>> {
+    let mut out = StdVec::new();
+    let mut buf = [0u8; 1500];
+    while let Some(t) = from.poll_transmit(now, &mut buf) {
+        assert!(t.len <= 1200, "the tag fits the datagram limit");
+        out.push(buf[..t.len].to_vec());
+    }
+    out
+}
+
+#[test]
+fn forged_replayed_foreign_and_keyless_datagrams_change_nothing_and_are_counted() {
+    use crate::auth::Keyring;
+    let ring = Keyring::new([7; 32]);
+    let now = Instant::from_millis(1_000);
+    let mut a = keyed(1, ring);
+    let mut b = keyed(2, ring);
+    b.join(addr(0));
+    // Real exchanges, authenticated: b joins through a, then writes; everything b sends is kept.
+    let mut sent_by_b = StdVec::new();
+    let mut t = now;
+    for step in 0..40 {
+        t = t + Duration::from_millis(100);
+        if step == 10 {
+            b.set(t, b"k", b"v").unwrap();
+        }
+        a.handle_timeout(t);
+        b.handle_timeout(t);
+        for d in outbox(&mut b, t) {
+            a.handle_datagram(t, addr(1), &d).unwrap();
+            sent_by_b.push(d);
+        }
+        for d in outbox(&mut a, t) {
+            b.handle_datagram(t, addr(0), &d).unwrap();
+        }
+    }
+    assert_eq!(a.get(b"k"), Some(&b"v"[..]));
+    assert_eq!(a.members().live(), 2);
+    let (members, data) = (a.members().root(), a.data().root());
+    let unchanged = |a: &Node<Small>| a.members().root() == members && a.data().root() == data;
+    let sample = sent_by_b[0].clone();
+
+    // Replayed, long after: authentic, but no newer than what a holds, so nothing moves.
+    let later = t + Duration::from_secs(5);
+    for d in &sent_by_b {
+        let _ = a.handle_datagram(later, addr(1), d);
+        // Answers to replayed probes and sync steps may go out; they carry nothing new.
+        let _ = outbox(&mut a, later);
+    }
+    assert!(unchanged(&a));
+    assert!(a.members().stats().stale > 0);
+
+    // Forged: the same datagram tagged under another key.
+    let mut forged = sample[..sample.len() - 16].to_vec();
+    forged.extend_from_slice(&Keyring::new([8; 32]).tag(&forged));
+    let unauthenticated = |e| e == Err(RecvError::Wire(WireError::Unauthenticated));
+    assert!(unauthenticated(a.handle_datagram(now, addr(1), &forged)));
+    // Tampered: one body bit flipped under the right tag.
+    let mut tampered = sample.clone();
+    tampered[8] ^= 1;
+    assert!(unauthenticated(a.handle_datagram(now, addr(1), &tampered)));
+    // Keyless: a node without a key, same cluster.
+    let mut keyless = Node::<Small>::new(
+        Config::lan(ClusterId(*b"test"), NodeId(3)),
+        now,
+        addr(2),
+        b"",
+        3,
+    )
+    .unwrap();
+    keyless.join(addr(0));
+    for d in outbox(&mut keyless, now) {
+        assert!(unauthenticated(a.handle_datagram(now, addr(2), &d)));
+    }
+    // Foreign: another cluster, even with the right key.
+    let mut foreign = Node::<Small>::new(
+        Config {
+            auth: Some(ring),
+            ..Config::lan(ClusterId(*b"othr"), NodeId(4))
+        },
+        now,
+        addr(3),
+        b"",
+        4,
+    )
+    .unwrap();
+    foreign.join(addr(0));
+    for d in outbox(&mut foreign, now) {
+        assert_eq!(
+            a.handle_datagram(now, addr(3), &d),
+            Err(RecvError::Wire(WireError::ForeignCluster))
+        );
+    }
+    assert!(unchanged(&a));
+    let r = a.stats().rejects;
+    assert!(r.unauthenticated >= 3, "{r:?}");
+    assert!(r.foreign_cluster >= 1, "{r:?}");
+    assert!(
+        outbox(&mut a, later).is_empty(),
+        "nothing refused is answered"
+    );
+}
+
+#[test]
+fn keys_rotate_without_a_gap() {
+    use crate::auth::Keyring;
+    let (k1, k2) = ([1; 32], [2; 32]);
+    let now = Instant::from_millis(1_000);
+    // Mid-rotation: a already signs with k2, b still signs with k1; each accepts both.
+    let mut a = keyed(1, Keyring::new(k2).with(k1).unwrap().with_digest_secret(k1));
+    let mut b = keyed(2, Keyring::new(k1).with(k2).unwrap());
+    b.join(addr(0));
+    for round in 0..3 {
+        let t = now + Duration::from_millis(round * 10);
+        for d in outbox(&mut b, t) {
+            a.handle_datagram(t, addr(1), &d).unwrap();
+        }
+        for d in outbox(&mut a, t) {
+            b.handle_datagram(t, addr(0), &d).unwrap();
+        }
+    }
+    assert_eq!(
+        a.members().root(),
+        b.members().root(),
+        "same digest secret: trees agree"
+    );
+    assert_eq!(a.members().live(), 2);
+}

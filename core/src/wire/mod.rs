@@ -283,14 +283,18 @@ pub enum WireError {
     UnknownKind,
     /// A field that does not decode, or bytes left over after the last item.
     Malformed,
+    /// No valid authentication tag under the configured keyring (forged, from a keyless or
+    /// differently keyed node, or altered on the way).
+    Unauthenticated,
 }
 
-/// Decodes and validates a datagram of at most `max_len` bytes from cluster `cluster`.
-pub fn decode(
+/// Checks a datagram's size, magic, protocol and cluster, and decodes its header; returns the header
+/// and what follows it.
+pub fn decode_header(
     bytes: &[u8],
     cluster: ClusterId,
     max_len: usize,
-) -> Result<(Header, Message<'_>), WireError> {
+) -> Result<(Header, &[u8]), WireError> {
     if bytes.len() > max_len {
         return Err(WireError::Oversized);
     }
@@ -305,6 +309,16 @@ pub fn decode(
     if header.cluster != cluster {
         return Err(WireError::ForeignCluster);
     }
+    Ok((header, rest))
+}
+
+/// Decodes and validates a datagram of at most `max_len` bytes from cluster `cluster`.
+pub fn decode(
+    bytes: &[u8],
+    cluster: ClusterId,
+    max_len: usize,
+) -> Result<(Header, Message<'_>), WireError> {
+    let (header, rest) = decode_header(bytes, cluster, max_len)?;
     let (&kind, body) = rest.split_first().ok_or(WireError::Truncated)?;
     let kind = Kind::from_u8(kind).ok_or(WireError::UnknownKind)?;
     let malformed = |_| WireError::Malformed;

@@ -20,6 +20,8 @@ pub struct Rejects {
     pub unknown_kind: u64,
     /// [`WireError::Malformed`].
     pub malformed: u64,
+    /// [`WireError::Unauthenticated`].
+    pub unauthenticated: u64,
 }
 
 impl Rejects {
@@ -33,6 +35,7 @@ impl Rejects {
             WireError::ForeignCluster => &mut self.foreign_cluster,
             WireError::UnknownKind => &mut self.unknown_kind,
             WireError::Malformed => &mut self.malformed,
+            WireError::Unauthenticated => &mut self.unauthenticated,
         };
         *c = c.saturating_add(1);
     }
@@ -47,6 +50,7 @@ impl Rejects {
             self.foreign_cluster,
             self.unknown_kind,
             self.malformed,
+            self.unauthenticated,
         ]
         .iter()
         .fold(0u64, |a, b| a.saturating_add(*b))

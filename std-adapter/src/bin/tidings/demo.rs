@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tidings::auth::Keyring;
 use tidings::config::Config;
 use tidings::{ClusterId, NodeId};
 use tidings_tokio::{Agent, AgentConfig, Handle};
@@ -24,9 +25,15 @@ struct Demo {
 
 const KEYS: usize = 20;
 
-async fn start(i: usize, dir: &Path, seed: Option<SocketAddr>) -> Result<Agent, String> {
+async fn start(
+    i: usize,
+    dir: &Path,
+    seed: Option<SocketAddr>,
+    ring: Keyring,
+) -> Result<Agent, String> {
     let bind: SocketAddr = "127.0.0.1:0".parse().expect("an address");
-    let node = Config::lan(ClusterId::from_name("demo"), NodeId(i as u64 + 1));
+    let mut node = Config::lan(ClusterId::from_name("demo"), NodeId(i as u64 + 1));
+    node.auth = Some(ring);
     let mut c = AgentConfig::new(node, bind);
     c.data_dir = Some(dir.to_path_buf());
     c.seeds.extend(seed);
@@ -124,11 +131,13 @@ pub async fn run(nodes: usize) -> i32 {
 async fn demo(n: usize) -> Result<(), String> {
     let root = std::env::temp_dir().join(format!("tidings-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
+    let key = tidings_tokio::keys::generate().map_err(|e| format!("random key: {e}"))?;
+    let ring = tidings_tokio::keys::parse(&key)?;
     let mut members = Vec::new();
     let mut seed = None;
     for i in 0..n {
         let dir = root.join(format!("node-{}", i + 1));
-        let agent = start(i, &dir, seed).await?;
+        let agent = start(i, &dir, seed, ring).await?;
         seed = seed.or(Some(agent.local_addr()));
         members.push(Member {
             handle: agent.handle(),
@@ -143,7 +152,7 @@ async fn demo(n: usize) -> Result<(), String> {
         live: std::io::stderr().is_terminal(),
     };
     d.say(&format!(
-        "started {n} agents on loopback (first at {}), data under {}",
+        "started {n} agents on loopback (first at {}), datagrams authenticated under a fresh key, data under {}",
         d.seed,
         root.display()
     ));
@@ -188,7 +197,7 @@ async fn demo(n: usize) -> Result<(), String> {
         "every other agent holds node {id} dead ({t:.1} s after the kill)"
     ));
 
-    let agent = start(victim, &d.members[victim].dir.clone(), Some(d.seed)).await?;
+    let agent = start(victim, &d.members[victim].dir.clone(), Some(d.seed), ring).await?;
     let generation = agent.handle().generation();
     d.members[victim].handle = agent.handle();
     d.members[victim].agent = Some(agent);

@@ -20,6 +20,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at startup: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run an agent: join the cluster through the seeds, serve the HTTP API, leave on SIGINT/SIGTERM.
@@ -46,10 +48,16 @@ enum Command {
         /// Timing preset: lan, wan or local [default: lan].
         #[arg(long)]
         preset: Option<String>,
+        /// The cluster's keyring: base64 keys, one per line, the first signs (see `tidings keygen`).
+        /// Without one, datagrams are not authenticated.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
         /// A TOML file with any of these settings, and `[swim]` timing overrides.
         #[arg(long, value_name = "FILE.toml")]
         config: Option<PathBuf>,
     },
+    /// Print a new random key, base64, for a key file.
+    Keygen,
     /// Start a cluster of agents in this process on loopback and show it at work.
     Demo {
         /// Agents to start.
@@ -79,6 +87,7 @@ async fn main() {
             data_dir,
             cluster,
             preset,
+            key_file,
             config,
         } => {
             logging("info");
@@ -97,11 +106,22 @@ async fn main() {
                 data_dir: data_dir.or(file.data_dir),
                 cluster: cluster.or(file.cluster),
                 preset: preset.or(file.preset),
+                key_file: key_file.or(file.key_file),
                 meta: file.meta,
                 swim: file.swim,
             };
             run_agent(merged).await
         }
+        Command::Keygen => match tidings_tokio::keys::generate() {
+            Ok(k) => {
+                println!("{k}");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: cannot read random bytes: {e}");
+                1
+            }
+        },
         Command::Demo { nodes } => {
             logging("warn");
             demo::run(nodes).await
@@ -117,13 +137,24 @@ async fn run_agent(s: settings::File) -> i32 {
     };
     let cluster = s.cluster.as_deref().unwrap_or("tidings");
     let preset = s.preset.as_deref().unwrap_or("lan");
-    let node = match settings::node_config(cluster, node_id, preset, s.swim.as_ref()) {
+    let mut node = match settings::node_config(cluster, node_id, preset, s.swim.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
+    if let Some(path) = &s.key_file {
+        match tidings_tokio::keys::read(path) {
+            Ok(ring) => node.auth = Some(ring),
+            Err(e) => {
+                eprintln!("error: key file {e}");
+                return 2;
+            }
+        }
+    } else {
+        tracing::warn!("no --key-file: datagrams are not authenticated; anyone who can reach the port can join");
+    }
     let http = s.http.unwrap_or(([127, 0, 0, 1], 7947).into());
     let mut config = AgentConfig::new(node, bind);
     config.seeds = s.seeds;

@@ -9,6 +9,7 @@
 //! cluster = "prod"
 //! preset = "lan"          # lan, wan or local
 //! meta = "rack=a"
+//! key_file = "/etc/tidings/keys"   # base64 keys, one per line, the first signs
 //!
 //! [swim]                  # optional: override the preset's timing
 //! probe_interval_ms = 1000
@@ -41,6 +42,7 @@ pub struct File {
     pub cluster: Option<String>,
     pub preset: Option<String>,
     pub meta: Option<String>,
+    pub key_file: Option<PathBuf>,
     pub swim: Option<Swim>,
 }
 
