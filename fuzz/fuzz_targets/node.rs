@@ -6,6 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use tidings::auth::Keyring;
 use tidings::config::Config;
 use tidings::node::{HeaplessStorage, Node};
 use tidings::tree::tree_size;
@@ -17,7 +18,13 @@ const CLUSTER: ClusterId = ClusterId(*b"fuzz");
 
 fuzz_target!(|bytes: &[u8]| {
     let mut now = Instant::from_millis(1);
-    let config = Config::lan(CLUSTER, NodeId(1));
+    let mut config = Config::lan(CLUSTER, NodeId(1));
+    // An odd first byte runs the node with a keyring; well-formed datagrams are then signed.
+    let ring = Keyring::new([5; 32]);
+    let keyed = bytes.first().is_some_and(|b| b % 2 == 1);
+    if keyed {
+        config.auth = Some(ring);
+    }
     let me: SocketAddr = "10.0.0.1:7946".parse().unwrap();
     let Ok(mut node) = Node::<Small>::new(config, now, me, b"m", 7) else {
         return;
@@ -52,7 +59,7 @@ fuzz_target!(|bytes: &[u8]| {
                 ];
                 let kind = kinds[usize::from(*arg) % kinds.len()];
                 let header = Header::new(CLUSTER, NodeId(u64::from(arg % 5)));
-                let mut e = Encoder::new(&mut buf, &header, kind).unwrap();
+                let mut e = Encoder::new(&mut buf[..1200 - TAG_RESERVE], &header, kind).unwrap();
                 if kind == Kind::Ping {
                     e.push(&Probe {
                         seq: 1,
@@ -60,7 +67,12 @@ fuzz_target!(|bytes: &[u8]| {
                     });
                 }
                 e.push_raw(&rest[..n]);
-                let len = e.finish();
+                let mut len = e.finish();
+                if keyed {
+                    let tag = ring.tag(&buf[..len]);
+                    buf[len..len + TAG_RESERVE].copy_from_slice(&tag);
+                    len += TAG_RESERVE;
+                }
                 let _ = node.handle_datagram(now, from, &buf[..len]);
                 rest = &rest[n..];
             }
@@ -77,9 +89,20 @@ fuzz_target!(|bytes: &[u8]| {
             _ => node.join(from),
         }
         while let Some(t) = node.poll_transmit(now, &mut out) {
-            assert!(t.len <= node.config().sync.max_datagram - TAG_RESERVE);
+            let body = if keyed {
+                assert!(t.len <= node.config().sync.max_datagram);
+                let (body, tag) = out[..t.len].split_at(t.len - TAG_RESERVE);
+                assert!(
+                    ring.verify(body, tag),
+                    "the node sent a datagram with a bad tag"
+                );
+                body
+            } else {
+                assert!(t.len <= node.config().sync.max_datagram - TAG_RESERVE);
+                &out[..t.len]
+            };
             assert!(
-                wire::decode(&out[..t.len], CLUSTER, 1200).is_ok(),
+                wire::decode(body, CLUSTER, 1200).is_ok(),
                 "the node sent a datagram it would refuse"
             );
         }
