@@ -91,6 +91,10 @@ pub struct Cluster {
     pub max_datagram: usize,
     /// Datagrams a node refused (they change nothing; between correct nodes this should stay 0).
     pub refused: u64,
+    /// Every datagram delivered, as (from, to, bytes), while [`Cluster::capture`] is on.
+    pub captured: Vec<(usize, usize, Vec<u8>)>,
+    /// Whether to keep delivered datagrams.
+    pub capture: bool,
     /// A key whose spread is traced: a host that learns it from a datagram tagged k tags its own
     /// datagrams k + 1 from then on.
     pub trace: Option<Vec<u8>>,
@@ -113,6 +117,8 @@ impl Cluster {
             max_datagram: 0,
             refused: 0,
             trace: None,
+            captured: Vec::new(),
+            capture: false,
             net: Net::new(0, net, seed ^ 0x6e65_7477_6f72_6b00),
             timers: BinaryHeap::new(),
             template,
@@ -349,7 +355,23 @@ impl Cluster {
         {
             self.refused += 1;
         }
-        self.drain(d.to, Some(d.tag));
+        let (to, tag) = (d.to, d.tag);
+        if self.capture {
+            self.captured.push((d.from, d.to, d.bytes));
+        }
+        self.drain(to, Some(tag));
+    }
+
+    /// Delivers `bytes` to host `to` now, as if sent by host `from` (a replay, a forgery...), then
+    /// drains it. Whether the node accepted it.
+    pub fn inject(&mut self, from: usize, to: usize, bytes: &[u8]) -> bool {
+        let now = self.now;
+        let Some(node) = self.hosts.get_mut(to).and_then(|h| h.node.as_mut()) else {
+            return false;
+        };
+        let ok = node.handle_datagram(now, addr_of(from), bytes).is_ok();
+        self.drain(to, None);
+        ok
     }
 
     fn fire(&mut self, i: usize) {
