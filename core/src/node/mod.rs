@@ -47,6 +47,7 @@ use timing::Awareness;
 
 /// Something the application may want to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<K> {
     /// A member joined (or re-joined after leaving).
     MemberJoined(NodeId),

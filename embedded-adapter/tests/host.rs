@@ -1,0 +1,218 @@
+//! Three embassy-net stacks in one process, joined by `embassy-net-driver-channel` through a small
+//! IP hub, each running a tidings node: they join, agree on membership, replicate keys, and notice a
+//! node that stopped.
+
+use embassy_executor::{Executor, Spawner};
+use embassy_net::udp::{PacketMetadata, UdpSocket};
+use embassy_net::{Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
+use embassy_net_driver_channel as ch;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_time::{Duration, Instant, Timer};
+use static_cell::StaticCell;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use tidings::config::{Config, SwimConfig};
+use tidings::members::Status;
+use tidings::node::{HeaplessStorage, Node};
+use tidings::tree::tree_size;
+use tidings::{ClusterId, NodeId};
+use tidings_embassy::{Handle, Runner, Shared};
+
+const MTU: usize = 1500;
+const N: usize = 3;
+type Storage = HeaplessStorage<8, 8, { tree_size(1) }, 16, 32, 128, { tree_size(1) }>;
+type M = CriticalSectionRawMutex;
+type NodeRunner = Runner<'static, Storage, M, 32, 128, 8>;
+type NodeHandle = Handle<'static, M, 32, 128, 8>;
+
+static SHARED: [Shared<M, 32, 128, 8>; N] = [const { Shared::new() }; N];
+static CHANNELS: [StaticCell<ch::State<MTU, 4, 4>>; N] = [const { StaticCell::new() }; N];
+static RESOURCES: [StaticCell<StackResources<2>>; N] = [const { StaticCell::new() }; N];
+static BUFFERS: [StaticCell<Buffers>; N] = [const { StaticCell::new() }; N];
+static STOPPED: [AtomicBool; N] = [const { AtomicBool::new(false) }; N];
+/// 0 running, 1 passed, 2 failed.
+static OUTCOME: AtomicU8 = AtomicU8::new(0);
+
+struct Buffers {
+    rx_meta: [PacketMetadata; 8],
+    rx: [u8; 4096],
+    tx_meta: [PacketMetadata; 8],
+    tx: [u8; 4096],
+}
+
+#[embassy_executor::task(pool_size = 3)]
+async fn net(mut runner: embassy_net::Runner<'static, ch::Device<'static, MTU>>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task(pool_size = 3)]
+async fn node(mut runner: NodeRunner) -> ! {
+    runner.run().await
+}
+
+/// Carries IPv4 packets between the three channel devices, by destination address 10.0.0.x; a stopped
+/// host neither sends nor receives.
+#[embassy_executor::task]
+async fn hub(ends: [ch::Runner<'static, MTU>; N]) -> ! {
+    let [a, b, c] = ends;
+    let (sa, mut ra, mut ta) = a.split();
+    let (sb, mut rb, mut tb) = b.split();
+    let (sc, mut rc, mut tc) = c.split();
+    for s in [&sa, &sb, &sc] {
+        s.set_link_state(ch::driver::LinkState::Up);
+    }
+    let mut packet = [0u8; MTU];
+    loop {
+        let (from, len) = {
+            use embassy_futures::select::{select3, Either3};
+            let (from, buf) = match select3(ta.tx_buf(), tb.tx_buf(), tc.tx_buf()).await {
+                Either3::First(b) => (0, b),
+                Either3::Second(b) => (1, b),
+                Either3::Third(b) => (2, b),
+            };
+            packet[..buf.len()].copy_from_slice(buf);
+            (from, buf.len())
+        };
+        match from {
+            0 => ta.tx_done(),
+            1 => tb.tx_done(),
+            _ => tc.tx_done(),
+        }
+        let Some(&last) = packet.get(19).filter(|_| len >= 20 && packet[0] >> 4 == 4) else {
+            continue;
+        };
+        let to = usize::from(last).wrapping_sub(1);
+        if to >= N || STOPPED[from].load(Ordering::Relaxed) || STOPPED[to].load(Ordering::Relaxed) {
+            continue;
+        }
+        let rx = match to {
+            0 => &mut ra,
+            1 => &mut rb,
+            _ => &mut rc,
+        };
+        if let Some(buf) = rx.try_rx_buf() {
+            buf[..len].copy_from_slice(&packet[..len]);
+            rx.rx_done(len);
+        }
+    }
+}
+
+fn addr(i: usize) -> Ipv4Address {
+    Ipv4Address::new(10, 0, 0, i as u8 + 1)
+}
+
+async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if check().await {
+            println!("ok: {what} ({} ms)", start.elapsed().as_millis());
+            return true;
+        }
+        Timer::after_millis(50).await;
+    }
+    println!("FAILED: {what} within {secs} s");
+    false
+}
+
+async fn sees(h: &NodeHandle, id: u64, status: Status) -> bool {
+    h.members()
+        .await
+        .is_ok_and(|m| m.iter().any(|m| m.id == NodeId(id) && m.status == status))
+}
+
+#[embassy_executor::task]
+async fn script(handles: [NodeHandle; N]) {
+    let ok = run_script(&handles).await;
+    OUTCOME.store(if ok { 1 } else { 2 }, Ordering::SeqCst);
+}
+
+async fn run_script(h: &[NodeHandle; N]) -> bool {
+    let all_alive = async || {
+        for x in h {
+            for id in 1..=N as u64 {
+                if !sees(x, id, Status::Alive).await {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    if !eventually("three nodes agree, all alive", 20, all_alive).await {
+        return false;
+    }
+    if h[0].set(b"led", b"on").await.is_err() || h[2].set(b"temp", b"21.5").await.is_err() {
+        return false;
+    }
+    let replicated = async || {
+        for x in h {
+            if x.get(b"led").await.ok().flatten().as_deref() != Some(&b"on"[..])
+                || x.get(b"temp").await.ok().flatten().as_deref() != Some(&b"21.5"[..])
+            {
+                return false;
+            }
+        }
+        true
+    };
+    if !eventually("keys replicated to every node", 10, replicated).await {
+        return false;
+    }
+    STOPPED[2].store(true, Ordering::Relaxed);
+    let dead = async || sees(&h[0], 3, Status::Dead).await && sees(&h[1], 3, Status::Dead).await;
+    eventually("the stopped node is declared dead", 30, dead).await
+}
+
+fn start(spawner: Spawner) {
+    let mut ends = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..N {
+        let (end, device) = ch::new(
+            CHANNELS[i].init(ch::State::new()),
+            ch::driver::HardwareAddress::Ip,
+        );
+        ends.push(end);
+        let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
+            address: Ipv4Cidr::new(addr(i), 24),
+            gateway: None,
+            dns_servers: Default::default(),
+        });
+        let (stack, runner) = embassy_net::new(
+            device,
+            config,
+            RESOURCES[i].init(StackResources::new()),
+            i as u64 + 1,
+        );
+        spawner.spawn(net(runner).unwrap());
+        let b = BUFFERS[i].init(Buffers {
+            rx_meta: [PacketMetadata::EMPTY; 8],
+            rx: [0; 4096],
+            tx_meta: [PacketMetadata::EMPTY; 8],
+            tx: [0; 4096],
+        });
+        let socket = UdpSocket::new(stack, &mut b.rx_meta, &mut b.rx, &mut b.tx_meta, &mut b.tx);
+        let mut c = Config::mcu(ClusterId::from_name("embassy"), NodeId(i as u64 + 1));
+        // The protocol of the mcu preset at the pace of local(), so the test takes seconds.
+        c.swim = SwimConfig::local();
+        let me = core::net::SocketAddr::from((addr(i), 7946));
+        let mut n = Node::<Storage>::new(c, tidings_embassy::now(), me, b"", i as u64 + 1).unwrap();
+        if i > 0 {
+            n.join(core::net::SocketAddr::from((addr(0), 7946)));
+        }
+        let runner = Runner::new(n, socket, 7946, &SHARED[i]).unwrap();
+        spawner.spawn(node(runner).unwrap());
+        handles.push(Handle::new(&SHARED[i]));
+    }
+    let ends: [_; N] = ends.try_into().ok().unwrap();
+    spawner.spawn(hub(ends).unwrap());
+    spawner.spawn(script(handles.try_into().ok().unwrap()).unwrap());
+}
+
+#[test]
+fn three_embassy_nodes_join_replicate_and_detect_a_stopped_one() {
+    static EXECUTOR: StaticCell<Executor> = StaticCell::new();
+    let executor = EXECUTOR.init(Executor::new());
+    executor.run_until(start, || OUTCOME.load(Ordering::SeqCst) != 0);
+    assert_eq!(
+        OUTCOME.load(Ordering::SeqCst),
+        1,
+        "see the FAILED line above"
+    );
+}
