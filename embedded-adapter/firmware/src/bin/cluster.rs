@@ -1,0 +1,205 @@
+//! Three tidings nodes on one Cortex-M4, each on its own embassy-net stack, the stacks joined by the
+//! channel driver through a small IP hub. Exits 0 through semihosting once the three agree on
+//! membership and on two keys written on different nodes; 1 on failure or after a minute.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use cortex_m_semihosting::hprintln;
+use embassy_executor::{Executor, Spawner};
+use embassy_futures::select::{select3, Either3};
+use embassy_net::udp::{PacketMetadata, UdpSocket};
+use embassy_net::{Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
+use embassy_net_driver_channel as ch;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_time::{Duration, Instant, Timer};
+use static_cell::StaticCell;
+use tidings::config::{Config, SwimConfig};
+use tidings::members::Status;
+use tidings::node::{HeaplessStorage, Node};
+use tidings::tree::tree_size;
+use tidings::{ClusterId, NodeId};
+use tidings_embassy::{Handle, Runner, Shared};
+use tidings_firmware::{exit, start_clock};
+
+const MTU: usize = 1500;
+const N: usize = 3;
+type Storage = HeaplessStorage<8, 8, { tree_size(1) }, 16, 32, 128, { tree_size(1) }>;
+type M = CriticalSectionRawMutex;
+type NodeRunner = Runner<'static, Storage, M, 32, 128, 8>;
+type NodeHandle = Handle<'static, M, 32, 128, 8>;
+
+static SHARED: [Shared<M, 32, 128, 8>; N] = [const { Shared::new() }; N];
+static CHANNELS: [StaticCell<ch::State<MTU, 4, 4>>; N] = [const { StaticCell::new() }; N];
+static RESOURCES: [StaticCell<StackResources<2>>; N] = [const { StaticCell::new() }; N];
+static BUFFERS: [StaticCell<Buffers>; N] = [const { StaticCell::new() }; N];
+static RUNNERS: [StaticCell<NodeRunner>; N] = [const { StaticCell::new() }; N];
+static STOPPED: [AtomicBool; N] = [const { AtomicBool::new(false) }; N];
+
+struct Buffers {
+    rx_meta: [PacketMetadata; 8],
+    rx: [u8; 4096],
+    tx_meta: [PacketMetadata; 8],
+    tx: [u8; 4096],
+}
+
+#[embassy_executor::task(pool_size = 3)]
+async fn net(mut runner: embassy_net::Runner<'static, ch::Device<'static, MTU>>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task(pool_size = 3)]
+async fn node(runner: &'static mut NodeRunner) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task]
+async fn hub(ends: [ch::Runner<'static, MTU>; N]) -> ! {
+    let [a, b, c] = ends;
+    let (sa, mut ra, mut ta) = a.split();
+    let (sb, mut rb, mut tb) = b.split();
+    let (sc, mut rc, mut tc) = c.split();
+    for s in [&sa, &sb, &sc] {
+        s.set_link_state(ch::driver::LinkState::Up);
+    }
+    let mut packet = [0u8; MTU];
+    loop {
+        let (from, len) = {
+            let (from, buf) = match select3(ta.tx_buf(), tb.tx_buf(), tc.tx_buf()).await {
+                Either3::First(b) => (0, b),
+                Either3::Second(b) => (1, b),
+                Either3::Third(b) => (2, b),
+            };
+            packet[..buf.len()].copy_from_slice(buf);
+            (from, buf.len())
+        };
+        match from {
+            0 => ta.tx_done(),
+            1 => tb.tx_done(),
+            _ => tc.tx_done(),
+        }
+        if len < 20 || packet[0] >> 4 != 4 {
+            continue;
+        }
+        let to = usize::from(packet[19]).wrapping_sub(1);
+        if to >= N || STOPPED[from].load(Ordering::Relaxed) || STOPPED[to].load(Ordering::Relaxed) {
+            continue;
+        }
+        let rx = match to {
+            0 => &mut ra,
+            1 => &mut rb,
+            _ => &mut rc,
+        };
+        if let Some(buf) = rx.try_rx_buf() {
+            buf[..len].copy_from_slice(&packet[..len]);
+            rx.rx_done(len);
+        }
+    }
+}
+
+fn addr(i: usize) -> Ipv4Address {
+    Ipv4Address::new(10, 0, 0, i as u8 + 1)
+}
+
+async fn sees(h: &NodeHandle, id: u64, status: Status) -> bool {
+    h.members()
+        .await
+        .is_ok_and(|m| m.iter().any(|m| m.id == NodeId(id) && m.status == status))
+}
+
+async fn until(what: &str, secs: u64, check: impl AsyncFn() -> bool) {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            hprintln!("ok: {} ({} ms)", what, start.elapsed().as_millis());
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            hprintln!("FAILED: {} within {} s", what, secs);
+            exit(1);
+        }
+        Timer::after_millis(50).await;
+    }
+}
+
+#[embassy_executor::task]
+async fn script(h: [NodeHandle; N]) {
+    until("three nodes agree, all alive", 30, async || {
+        for x in &h {
+            for id in 1..=N as u64 {
+                if !sees(x, id, Status::Alive).await {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    if h[0].set(b"led", b"on").await.is_err() || h[2].set(b"temp", b"21.5").await.is_err() {
+        hprintln!("FAILED: writes refused");
+        exit(1);
+    }
+    until("both keys on every node", 15, async || {
+        for x in &h {
+            let led = x.get(b"led").await.ok().flatten();
+            let temp = x.get(b"temp").await.ok().flatten();
+            if led.as_deref() != Some(&b"on"[..]) || temp.as_deref() != Some(&b"21.5"[..]) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    STOPPED[2].store(true, Ordering::Relaxed);
+    until("node 3 stopped and declared dead by nodes 1 and 2", 30, async || {
+        sees(&h[0], 3, Status::Dead).await && sees(&h[1], 3, Status::Dead).await
+    })
+    .await;
+    hprintln!("three nodes agreed on membership and keys, and detected a stopped node");
+    exit(0);
+}
+
+fn start(spawner: Spawner) {
+    let mut ends: heapless::Vec<ch::Runner<'static, MTU>, N> = heapless::Vec::new();
+    let mut handles: heapless::Vec<NodeHandle, N> = heapless::Vec::new();
+    for i in 0..N {
+        let (end, device) = ch::new(CHANNELS[i].init(ch::State::new()), ch::driver::HardwareAddress::Ip);
+        let _ = ends.push(end);
+        let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
+            address: Ipv4Cidr::new(addr(i), 24),
+            gateway: None,
+            dns_servers: Default::default(),
+        });
+        let (stack, runner) =
+            embassy_net::new(device, config, RESOURCES[i].init(StackResources::new()), i as u64 + 1);
+        spawner.spawn(net(runner).unwrap());
+        let b = BUFFERS[i].init(Buffers {
+            rx_meta: [PacketMetadata::EMPTY; 8],
+            rx: [0; 4096],
+            tx_meta: [PacketMetadata::EMPTY; 8],
+            tx: [0; 4096],
+        });
+        let socket = UdpSocket::new(stack, &mut b.rx_meta, &mut b.rx, &mut b.tx_meta, &mut b.tx);
+        let mut c = Config::mcu(ClusterId::from_name("qemu"), NodeId(i as u64 + 1));
+        c.swim = SwimConfig::local();
+        let me = core::net::SocketAddr::from((addr(i), 7946));
+        let mut n = Node::<Storage>::new(c, tidings_embassy::now(), me, b"", i as u64 + 1).unwrap();
+        if i > 0 {
+            n.join(core::net::SocketAddr::from((addr(0), 7946)));
+        }
+        let runner = RUNNERS[i].init(Runner::new(n, socket, 7946, &SHARED[i]).unwrap());
+        spawner.spawn(node(runner).unwrap());
+        let _ = handles.push(Handle::new(&SHARED[i]));
+    }
+    spawner.spawn(hub(ends.into_array().ok().unwrap()).unwrap());
+    spawner.spawn(script(handles.into_array().ok().unwrap()).unwrap());
+}
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    let p = cortex_m::Peripherals::take().unwrap();
+    start_clock(p.SYST);
+    hprintln!("tidings on a Cortex-M4 (mps2-an386): starting three nodes");
+    static EXECUTOR: StaticCell<Executor> = StaticCell::new();
+    EXECUTOR.init(Executor::new()).run(start)
+}
