@@ -63,15 +63,23 @@ fn SysTick() {
 /// Ends the QEMU run with `code` (0 is success) through semihosting.
 pub fn exit(code: i32) -> ! {
     use cortex_m_semihosting::debug;
-    debug::exit(if code == 0 { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    debug::exit(if code == 0 {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
     loop {
         cortex_m::asm::wfi();
     }
 }
 
-/// A panic ends the run with failure after printing where.
+/// A panic ends the run with failure after printing where (without the `report` feature, only
+/// that it happened, so that measuring the footprint does not measure `core::fmt`).
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    #[cfg(feature = "report")]
     cortex_m_semihosting::hprintln!("panic: {}", info);
+    #[cfg(not(feature = "report"))]
+    let _ = info;
     exit(1)
 }

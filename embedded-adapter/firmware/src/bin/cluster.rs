@@ -151,9 +151,11 @@ async fn script(h: [NodeHandle; N]) {
     })
     .await;
     STOPPED[2].store(true, Ordering::Relaxed);
-    until("node 3 stopped and declared dead by nodes 1 and 2", 30, async || {
-        sees(&h[0], 3, Status::Dead).await && sees(&h[1], 3, Status::Dead).await
-    })
+    until(
+        "node 3 stopped and declared dead by nodes 1 and 2",
+        30,
+        async || sees(&h[0], 3, Status::Dead).await && sees(&h[1], 3, Status::Dead).await,
+    )
     .await;
     hprintln!("three nodes agreed on membership and keys, and detected a stopped node");
     exit(0);
@@ -163,15 +165,22 @@ fn start(spawner: Spawner) {
     let mut ends: heapless::Vec<ch::Runner<'static, MTU>, N> = heapless::Vec::new();
     let mut handles: heapless::Vec<NodeHandle, N> = heapless::Vec::new();
     for i in 0..N {
-        let (end, device) = ch::new(CHANNELS[i].init(ch::State::new()), ch::driver::HardwareAddress::Ip);
+        let (end, device) = ch::new(
+            CHANNELS[i].init(ch::State::new()),
+            ch::driver::HardwareAddress::Ip,
+        );
         let _ = ends.push(end);
         let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
             address: Ipv4Cidr::new(addr(i), 24),
             gateway: None,
             dns_servers: Default::default(),
         });
-        let (stack, runner) =
-            embassy_net::new(device, config, RESOURCES[i].init(StackResources::new()), i as u64 + 1);
+        let (stack, runner) = embassy_net::new(
+            device,
+            config,
+            RESOURCES[i].init(StackResources::new()),
+            i as u64 + 1,
+        );
         spawner.spawn(net(runner).unwrap());
         let b = BUFFERS[i].init(Buffers {
             rx_meta: [PacketMetadata::EMPTY; 8],
