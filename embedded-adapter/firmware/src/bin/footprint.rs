@@ -13,16 +13,18 @@ use tidings::tree::tree_size;
 use tidings::{ClusterId, Instant, NodeId};
 use tidings_firmware::exit;
 
-/// 32 members with 16-byte metadata; 64 keys of up to 16 bytes with 32-byte values.
-type Storage = HeaplessStorage<32, 16, { tree_size(1) }, 64, 16, 32, { tree_size(1) }>;
+/// 32 members with 8-byte metadata; 64 keys of up to 16 bytes with 16-byte values (sensor readings).
+type Storage = HeaplessStorage<32, 8, { tree_size(1) }, 64, 16, 16, { tree_size(1) }>;
+/// Capacities for a small cluster: 4 exchanges at once, queues of 8, 32 rumors, 8 suspicions.
+type McuNode = Node<Storage, 4, 8, 32, 8>;
 
-static NODE: StaticCell<Node<Storage>> = StaticCell::new();
+static NODE: StaticCell<McuNode> = StaticCell::new();
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
     let config = Config::mcu(ClusterId::from_name("size"), NodeId(1));
     let me = core::net::SocketAddr::from(([10, 0, 0, 1], 7946));
-    let Ok(node) = Node::<Storage>::new(black_box(config), Instant::ZERO, me, b"", 1) else {
+    let Ok(node) = McuNode::new(black_box(config), Instant::ZERO, me, b"", 1) else {
         exit(1)
     };
     let node = NODE.init(node);
