@@ -89,6 +89,21 @@ pub enum NodeError {
     Members(MemberError),
     /// The data map could not be built.
     Data(DataError),
+    /// The member tree the storage provides is not `Config::members_depth` deep. Every node of a
+    /// cluster must use the same depths, or their trees never compare.
+    MemberTreeDepth {
+        /// `Config::members_depth`.
+        configured: u8,
+        /// The depth of the storage's tree buffer.
+        storage: u8,
+    },
+    /// The data tree the storage provides is not `Config::data_depth` deep.
+    DataTreeDepth {
+        /// `Config::data_depth`.
+        configured: u8,
+        /// The depth of the storage's tree buffer.
+        storage: u8,
+    },
 }
 
 /// Counters of a node.
@@ -243,6 +258,20 @@ impl<
             tree,
         )
         .map_err(NodeError::Data)?;
+        let storage = members.tree().shape().depth();
+        if storage != config.members_depth {
+            return Err(NodeError::MemberTreeDepth {
+                configured: config.members_depth,
+                storage,
+            });
+        }
+        let storage = data.tree().shape().depth();
+        if storage != config.data_depth {
+            return Err(NodeError::DataTreeDepth {
+                configured: config.data_depth,
+                storage,
+            });
+        }
         let mut rng = Rng::new(seed);
         let mut spread = |d: Duration| {
             now.saturating_add(Duration::from_millis(rng.below(d.as_millis().max(1))))

@@ -32,7 +32,9 @@ pub trait Storage {
 
 /// Storage without an allocator: `MEMBERS` members (a power of two) with `META`-byte metadata in a tree
 /// of `MNODES` digests; `KEYS` keys (a power of two) of `KEY` bytes with `VALUE`-byte values in a tree
-/// of `DNODES` digests.
+/// of `DNODES` digests. `MNODES` must be `tree_size(config.members_depth)` and `DNODES`
+/// `tree_size(config.data_depth)` ([`tree_size`](crate::tree::tree_size)); `Node::new` refuses
+/// anything else.
 pub struct HeaplessStorage<
     const MEMBERS: usize,
     const META: usize,

@@ -17,6 +17,15 @@ struct Cluster {
     events: StdVec<StdVec<Event<heapless::Vec<u8, 32>>>>,
 }
 
+/// The LAN preset with the depth-1 trees of [`Small`].
+fn lan(cluster: ClusterId, node: NodeId) -> Config {
+    Config {
+        members_depth: 1,
+        data_depth: 1,
+        ..Config::lan(cluster, node)
+    }
+}
+
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i as u8 + 1], 7946))
 }
@@ -26,7 +35,7 @@ impl Cluster {
         let now = Instant::from_millis(1_000);
         let nodes = (0..n)
             .map(|i| {
-                let config = Config::lan(ClusterId(*b"test"), NodeId(i as u64 + 1));
+                let config = lan(ClusterId(*b"test"), NodeId(i as u64 + 1));
                 Node::<Small>::new(config, now, addr(i), b"", i as u64).unwrap()
             })
             .collect();
@@ -123,6 +132,19 @@ impl Cluster {
 }
 
 #[test]
+fn a_storage_tree_of_another_depth_is_refused() {
+    let config = Config::lan(ClusterId(*b"test"), NodeId(1));
+    let r = Node::<Small>::new(config, Instant::ZERO, addr(0), b"", 1);
+    assert!(matches!(
+        r,
+        Err(NodeError::MemberTreeDepth {
+            configured: 2,
+            storage: 1
+        })
+    ));
+}
+
+#[test]
 fn nodes_join_through_a_seed_and_agree() {
     let c = Cluster::joined(5);
     for a in 0..5 {
@@ -197,7 +219,7 @@ fn a_restarted_node_comes_back_with_a_higher_generation() {
     c.up[2] = false;
     c.secs(40);
     assert_eq!(c.status(0, 2), Some(Status::Dead));
-    let mut config = Config::lan(ClusterId(*b"test"), NodeId(3));
+    let mut config = lan(ClusterId(*b"test"), NodeId(3));
     config.generation = 1;
     c.nodes[2] = Node::new(config, c.now, addr(2), b"", 99).unwrap();
     c.up[2] = true;
@@ -250,7 +272,7 @@ fn bad_datagrams_are_counted_and_change_nothing() {
 /// given the rumors `extra` that followed the suspicion, each from its own sender.
 fn declared_dead_after(extra: &[(u64, Rumor<'_>)]) -> Duration {
     let start = Instant::from_millis(1_000);
-    let config = Config::lan(ClusterId(*b"test"), NodeId(1));
+    let config = lan(ClusterId(*b"test"), NodeId(1));
     let mut n = Node::<Small>::new(config, start, addr(0), b"", 1).unwrap();
     let send = |n: &mut Node<Small>, sender: u64, rumors: &[Rumor<'_>]| {
         let mut buf = [0u8; 1200];
@@ -329,7 +351,7 @@ fn only_independent_suspecters_shorten_a_suspicion() {
 fn keyed(id: u64, ring: crate::auth::Keyring) -> Node<Small> {
     let config = Config {
         auth: Some(ring),
-        ..Config::lan(ClusterId(*b"test"), NodeId(id))
+        ..lan(ClusterId(*b"test"), NodeId(id))
     };
     Node::<Small>::new(
         config,
@@ -404,14 +426,8 @@ fn forged_replayed_foreign_and_keyless_datagrams_change_nothing_and_are_counted(
     tampered[8] ^= 1;
     assert!(unauthenticated(a.handle_datagram(now, addr(1), &tampered)));
     // Keyless: a node without a key, same cluster.
-    let mut keyless = Node::<Small>::new(
-        Config::lan(ClusterId(*b"test"), NodeId(3)),
-        now,
-        addr(2),
-        b"",
-        3,
-    )
-    .unwrap();
+    let mut keyless =
+        Node::<Small>::new(lan(ClusterId(*b"test"), NodeId(3)), now, addr(2), b"", 3).unwrap();
     keyless.join(addr(0));
     for d in outbox(&mut keyless, now) {
         assert!(unauthenticated(a.handle_datagram(now, addr(2), &d)));
@@ -420,7 +436,7 @@ fn forged_replayed_foreign_and_keyless_datagrams_change_nothing_and_are_counted(
     let mut foreign = Node::<Small>::new(
         Config {
             auth: Some(ring),
-            ..Config::lan(ClusterId(*b"othr"), NodeId(4))
+            ..lan(ClusterId(*b"othr"), NodeId(4))
         },
         now,
         addr(3),

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# An embassy-net node on a TAP device and a tokio `tidings agent`, in a network namespace of their
+# own, talking over real Linux UDP: they must agree on membership and exchange a key each way.
+# Exits 0 on success, 1 on failure, 77 when TAP devices or namespaces are unavailable.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$repo"
+command -v ip >/dev/null || { echo "SKIPPED tap interop: the ip command is missing"; exit 77; }
+[ -e /dev/net/tun ] || { echo "SKIPPED tap interop: /dev/net/tun is missing"; exit 77; }
+NS="tdtap$$"
+ip netns add "$NS" 2>/dev/null || { echo "SKIPPED tap interop: cannot create network namespaces (needs root)"; exit 77; }
+AGENT=""
+cleanup() { [ -n "$AGENT" ] && kill -9 "$AGENT" 2>/dev/null; ip netns del "$NS" 2>/dev/null || true; }
+trap cleanup EXIT
+if ! ip -n "$NS" tuntap add name tap0 mode tap 2>/dev/null; then
+  echo "SKIPPED tap interop: cannot create a TAP device"; exit 77
+fi
+ip -n "$NS" addr add 10.88.0.1/24 dev tap0
+ip -n "$NS" link set tap0 up
+ip -n "$NS" link set lo up
+
+cargo build -q --release -p tidings-tokio
+cargo build -q --release -p tidings-embassy --example tap_node
+ip netns exec "$NS" target/release/tidings agent --node-id 1 --bind 10.88.0.1:7946 \
+  --http 127.0.0.1:8000 --preset local 2>/tmp/tap-agent-$$.log &
+AGENT=$!
+api() { # method path [body]
+  ip netns exec "$NS" bash -c '
+    exec 3<>/dev/tcp/127.0.0.1/8000 || exit 1
+    printf "%s %s HTTP/1.0\r\nContent-Length: %s\r\n\r\n%s" "$1" "$2" "${#3}" "$3" >&3
+    sed "1,/^\r$/d" <&3' _ "$1" "$2" "${3:-}" 2>/dev/null || true
+}
+for _ in $(seq 50); do api GET /v1/health | grep -q ok && break; sleep 0.1; done
+api PUT /v1/kv/from-agent "hello from tokio" >/dev/null
+# The TAP device's link is up only while a process holds it: the embassy node does.
+ip netns exec "$NS" target/release/examples/tap_node tap0 10.88.0.2 10.88.0.1:7946 2 &
+NODE=$!
+ok=0
+for _ in $(seq 300); do
+  if api GET /v1/members | grep -q '"id":2,[^}]*"status":"alive"' \
+     && api GET /v1/kv/from-embassy | grep -q "hello from embassy"; then ok=1; break; fi
+  sleep 0.1
+done
+wait "$NODE"; node_rc=$?
+if [ "$ok" = 1 ] && [ "$node_rc" = 0 ]; then
+  echo "ok: the agent sees the embassy node alive and holds its key"
+  echo "tap interop passed"
+else
+  echo "FAILED: agent saw the embassy node: $ok, embassy node exit: $node_rc"
+  tail -n 20 /tmp/tap-agent-$$.log
+  exit 1
+fi
