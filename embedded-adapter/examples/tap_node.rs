@@ -27,6 +27,14 @@ type TapRunner = Runner<'static, Storage, M, 64, 128, 8>;
 
 static SHARED: Shared<M, 64, 128, 8> = Shared::new();
 
+/// Receive metadata and bytes, send metadata and bytes.
+type SocketBuffers = (
+    [PacketMetadata; 8],
+    [u8; 8192],
+    [PacketMetadata; 8],
+    [u8; 8192],
+);
+
 #[embassy_executor::task]
 async fn net(mut runner: embassy_net::Runner<'static, TunTapDevice>) -> ! {
     runner.run().await
@@ -91,12 +99,7 @@ fn main() {
         let (stack, runner) =
             embassy_net::new(device, config, RESOURCES.init(StackResources::new()), id);
         spawner.spawn(net(runner).unwrap());
-        static BUFS: StaticCell<(
-            [PacketMetadata; 8],
-            [u8; 8192],
-            [PacketMetadata; 8],
-            [u8; 8192],
-        )> = StaticCell::new();
+        static BUFS: StaticCell<SocketBuffers> = StaticCell::new();
         let (rm, rb, tm, tb) = BUFS.init((
             [PacketMetadata::EMPTY; 8],
             [0; 8192],
