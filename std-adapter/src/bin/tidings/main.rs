@@ -45,7 +45,8 @@ enum Command {
         /// The cluster's name: nodes of other clusters are ignored [default: tidings].
         #[arg(long)]
         cluster: Option<String>,
-        /// Timing preset: lan, wan or local [default: lan].
+        /// Preset: lan, wan, local, or mcu (512-byte datagrams and small trees, to join
+        /// microcontrollers running `Config::mcu`) [default: lan].
         #[arg(long)]
         preset: Option<String>,
         /// The cluster's keyring: base64 keys, one per line, the first signs (see `tidings keygen`).

@@ -7,7 +7,7 @@
 //! http = "127.0.0.1:7947"
 //! data_dir = "/var/lib/tidings"
 //! cluster = "prod"
-//! preset = "lan"          # lan, wan or local
+//! preset = "lan"          # lan, wan, local, or mcu (to join microcontrollers)
 //! meta = "rack=a"
 //! key_file = "/etc/tidings/keys"   # base64 keys, one per line, the first signs
 //!
