@@ -112,8 +112,21 @@ impl<const N: usize> Broadcasts<N> {
     /// Offers queued changes, freshest first, to `write` until it reports the datagram full; returns
     /// how many were written.
     pub fn fill(&mut self, mut write: impl FnMut(TreeId, u64) -> Fill) -> usize {
-        self.rumors
-            .sort_unstable_by_key(|r| core::cmp::Reverse(r.left));
+        // Freshest first. An insertion sort: the queue is short and nearly sorted between calls,
+        // and it keeps a general-purpose sort out of small firmware.
+        for i in 1..self.rumors.len() {
+            let mut j = i;
+            while let Some(prev) = j.checked_sub(1) {
+                let (Some(a), Some(b)) = (self.rumors.get(prev), self.rumors.get(j)) else {
+                    break;
+                };
+                if a.left >= b.left {
+                    break;
+                }
+                self.rumors.swap(prev, j);
+                j = prev;
+            }
+        }
         let mut written = 0usize;
         for r in self.rumors.iter_mut() {
             match write(r.tree, r.hash) {
