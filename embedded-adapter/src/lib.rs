@@ -19,6 +19,8 @@
 #![deny(missing_docs)]
 
 mod fmt;
+#[cfg(feature = "hub")]
+pub mod hub;
 
 use core::net::{IpAddr, SocketAddr};
 use embassy_futures::select::{select3, Either3};

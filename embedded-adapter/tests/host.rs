@@ -1,6 +1,6 @@
 //! Three embassy-net stacks in one process, joined by `embassy-net-driver-channel` through a small
-//! IP hub, each running a tidings node: they join, agree on membership, replicate keys, and notice a
-//! node that stopped.
+//! IP hub, each running a tidings node under a shared key: they join, agree on membership, replicate
+//! keys, and notice a node that stopped.
 
 use embassy_executor::{Executor, Spawner};
 use embassy_net::udp::{PacketMetadata, UdpSocket};
@@ -49,51 +49,9 @@ async fn node(mut runner: NodeRunner) -> ! {
     runner.run().await
 }
 
-/// Carries IPv4 packets between the three channel devices, by destination address 10.0.0.x; a stopped
-/// host neither sends nor receives.
 #[embassy_executor::task]
 async fn hub(ends: [ch::Runner<'static, MTU>; N]) -> ! {
-    let [a, b, c] = ends;
-    let (sa, mut ra, mut ta) = a.split();
-    let (sb, mut rb, mut tb) = b.split();
-    let (sc, mut rc, mut tc) = c.split();
-    for s in [&sa, &sb, &sc] {
-        s.set_link_state(ch::driver::LinkState::Up);
-    }
-    let mut packet = [0u8; MTU];
-    loop {
-        let (from, len) = {
-            use embassy_futures::select::{select3, Either3};
-            let (from, buf) = match select3(ta.tx_buf(), tb.tx_buf(), tc.tx_buf()).await {
-                Either3::First(b) => (0, b),
-                Either3::Second(b) => (1, b),
-                Either3::Third(b) => (2, b),
-            };
-            packet[..buf.len()].copy_from_slice(buf);
-            (from, buf.len())
-        };
-        match from {
-            0 => ta.tx_done(),
-            1 => tb.tx_done(),
-            _ => tc.tx_done(),
-        }
-        let Some(&last) = packet.get(19).filter(|_| len >= 20 && packet[0] >> 4 == 4) else {
-            continue;
-        };
-        let to = usize::from(last).wrapping_sub(1);
-        if to >= N || STOPPED[from].load(Ordering::Relaxed) || STOPPED[to].load(Ordering::Relaxed) {
-            continue;
-        }
-        let rx = match to {
-            0 => &mut ra,
-            1 => &mut rb,
-            _ => &mut rc,
-        };
-        if let Some(buf) = rx.try_rx_buf() {
-            buf[..len].copy_from_slice(&packet[..len]);
-            rx.rx_done(len);
-        }
-    }
+    tidings_embassy::hub::run(ends, &STOPPED).await
 }
 
 fn addr(i: usize) -> Ipv4Address {
@@ -189,8 +147,10 @@ fn start(spawner: Spawner) {
         });
         let socket = UdpSocket::new(stack, &mut b.rx_meta, &mut b.rx, &mut b.tx_meta, &mut b.tx);
         let mut c = Config::mcu(ClusterId::from_name("embassy"), NodeId(i as u64 + 1));
-        // The protocol of the mcu preset at the pace of local(), so the test takes seconds.
+        // The protocol of the mcu preset at the pace of local(), so the test takes seconds; every
+        // datagram authenticated, as a deployment should run.
         c.swim = SwimConfig::local();
+        c.auth = Some(tidings::auth::Keyring::new([0x5a; 32]));
         let me = core::net::SocketAddr::from((addr(i), 7946));
         let mut n = Node::<Storage>::new(c, tidings_embassy::now(), me, b"", i as u64 + 1).unwrap();
         if i > 0 {

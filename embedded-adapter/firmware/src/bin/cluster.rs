@@ -7,7 +7,6 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_semihosting::hprintln;
 use embassy_executor::{Executor, Spawner};
-use embassy_futures::select::{select3, Either3};
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_net_driver_channel as ch;
@@ -55,46 +54,7 @@ async fn node(runner: &'static mut NodeRunner) -> ! {
 
 #[embassy_executor::task]
 async fn hub(ends: [ch::Runner<'static, MTU>; N]) -> ! {
-    let [a, b, c] = ends;
-    let (sa, mut ra, mut ta) = a.split();
-    let (sb, mut rb, mut tb) = b.split();
-    let (sc, mut rc, mut tc) = c.split();
-    for s in [&sa, &sb, &sc] {
-        s.set_link_state(ch::driver::LinkState::Up);
-    }
-    let mut packet = [0u8; MTU];
-    loop {
-        let (from, len) = {
-            let (from, buf) = match select3(ta.tx_buf(), tb.tx_buf(), tc.tx_buf()).await {
-                Either3::First(b) => (0, b),
-                Either3::Second(b) => (1, b),
-                Either3::Third(b) => (2, b),
-            };
-            packet[..buf.len()].copy_from_slice(buf);
-            (from, buf.len())
-        };
-        match from {
-            0 => ta.tx_done(),
-            1 => tb.tx_done(),
-            _ => tc.tx_done(),
-        }
-        if len < 20 || packet[0] >> 4 != 4 {
-            continue;
-        }
-        let to = usize::from(packet[19]).wrapping_sub(1);
-        if to >= N || STOPPED[from].load(Ordering::Relaxed) || STOPPED[to].load(Ordering::Relaxed) {
-            continue;
-        }
-        let rx = match to {
-            0 => &mut ra,
-            1 => &mut rb,
-            _ => &mut rc,
-        };
-        if let Some(buf) = rx.try_rx_buf() {
-            buf[..len].copy_from_slice(&packet[..len]);
-            rx.rx_done(len);
-        }
-    }
+    tidings_embassy::hub::run(ends, &STOPPED).await
 }
 
 fn addr(i: usize) -> Ipv4Address {
