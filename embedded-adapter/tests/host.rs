@@ -7,11 +7,9 @@ use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_net_driver_channel as ch;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_time::{Duration, Instant, Timer};
 use static_cell::StaticCell;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use tidings::config::{Config, SwimConfig};
-use tidings::members::Status;
 use tidings::node::{HeaplessStorage, Node};
 use tidings::tree::tree_size;
 use tidings::{ClusterId, NodeId};
@@ -58,64 +56,14 @@ fn addr(i: usize) -> Ipv4Address {
     Ipv4Address::new(10, 0, 0, i as u8 + 1)
 }
 
-async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(secs) {
-        if check().await {
-            println!("ok: {what} ({} ms)", start.elapsed().as_millis());
-            return true;
-        }
-        Timer::after_millis(50).await;
-    }
-    println!("FAILED: {what} within {secs} s");
-    false
-}
-
-async fn sees(h: &NodeHandle, id: u64, status: Status) -> bool {
-    h.members()
-        .await
-        .is_ok_and(|m| m.iter().any(|m| m.id == NodeId(id) && m.status == status))
-}
-
 #[embassy_executor::task]
 async fn script(handles: [NodeHandle; N]) {
-    let ok = run_script(&handles).await;
+    let ok = tidings_embassy::hub::exercise(&handles, &STOPPED, |(what, ms)| match ms {
+        Some(ms) => println!("ok: {what} ({ms} ms)"),
+        None => println!("FAILED: {what}"),
+    })
+    .await;
     OUTCOME.store(if ok { 1 } else { 2 }, Ordering::SeqCst);
-}
-
-async fn run_script(h: &[NodeHandle; N]) -> bool {
-    let all_alive = async || {
-        for x in h {
-            for id in 1..=N as u64 {
-                if !sees(x, id, Status::Alive).await {
-                    return false;
-                }
-            }
-        }
-        true
-    };
-    if !eventually("three nodes agree, all alive", 20, all_alive).await {
-        return false;
-    }
-    if h[0].set(b"led", b"on").await.is_err() || h[2].set(b"temp", b"21.5").await.is_err() {
-        return false;
-    }
-    let replicated = async || {
-        for x in h {
-            if x.get(b"led").await.ok().flatten().as_deref() != Some(&b"on"[..])
-                || x.get(b"temp").await.ok().flatten().as_deref() != Some(&b"21.5"[..])
-            {
-                return false;
-            }
-        }
-        true
-    };
-    if !eventually("keys replicated to every node", 10, replicated).await {
-        return false;
-    }
-    STOPPED[2].store(true, Ordering::Relaxed);
-    let dead = async || sees(&h[0], 3, Status::Dead).await && sees(&h[1], 3, Status::Dead).await;
-    eventually("the stopped node is declared dead", 30, dead).await
 }
 
 fn start(spawner: Spawner) {

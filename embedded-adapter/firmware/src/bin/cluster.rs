@@ -4,17 +4,15 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 use cortex_m_semihosting::hprintln;
 use embassy_executor::{Executor, Spawner};
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_net_driver_channel as ch;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_time::{Duration, Instant, Timer};
 use static_cell::StaticCell;
 use tidings::config::{Config, SwimConfig};
-use tidings::members::Status;
 use tidings::node::{HeaplessStorage, Node};
 use tidings::tree::tree_size;
 use tidings::{ClusterId, NodeId};
@@ -61,64 +59,17 @@ fn addr(i: usize) -> Ipv4Address {
     Ipv4Address::new(10, 0, 0, i as u8 + 1)
 }
 
-async fn sees(h: &NodeHandle, id: u64, status: Status) -> bool {
-    h.members()
-        .await
-        .is_ok_and(|m| m.iter().any(|m| m.id == NodeId(id) && m.status == status))
-}
-
-async fn until(what: &str, secs: u64, check: impl AsyncFn() -> bool) {
-    let start = Instant::now();
-    loop {
-        if check().await {
-            hprintln!("ok: {} ({} ms)", what, start.elapsed().as_millis());
-            return;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            hprintln!("FAILED: {} within {} s", what, secs);
-            exit(1);
-        }
-        Timer::after_millis(50).await;
-    }
-}
-
 #[embassy_executor::task]
 async fn script(h: [NodeHandle; N]) {
-    until("three nodes agree, all alive", 30, async || {
-        for x in &h {
-            for id in 1..=N as u64 {
-                if !sees(x, id, Status::Alive).await {
-                    return false;
-                }
-            }
-        }
-        true
+    let ok = tidings_embassy::hub::exercise(&h, &STOPPED, |(what, ms)| match ms {
+        Some(ms) => hprintln!("ok: {} ({} ms)", what, ms),
+        None => hprintln!("FAILED: {}", what),
     })
     .await;
-    if h[0].set(b"led", b"on").await.is_err() || h[2].set(b"temp", b"21.5").await.is_err() {
-        hprintln!("FAILED: writes refused");
-        exit(1);
+    if ok {
+        hprintln!("three nodes agreed on membership and keys, and detected a stopped node");
     }
-    until("both keys on every node", 15, async || {
-        for x in &h {
-            let led = x.get(b"led").await.ok().flatten();
-            let temp = x.get(b"temp").await.ok().flatten();
-            if led.as_deref() != Some(&b"on"[..]) || temp.as_deref() != Some(&b"21.5"[..]) {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
-    STOPPED[2].store(true, Ordering::Relaxed);
-    until(
-        "node 3 stopped and declared dead by nodes 1 and 2",
-        30,
-        async || sees(&h[0], 3, Status::Dead).await && sees(&h[1], 3, Status::Dead).await,
-    )
-    .await;
-    hprintln!("three nodes agreed on membership and keys, and detected a stopped node");
-    exit(0);
+    exit(if ok { 0 } else { 1 });
 }
 
 fn start(spawner: Spawner) {
