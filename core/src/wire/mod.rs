@@ -319,6 +319,11 @@ pub fn decode(
     max_len: usize,
 ) -> Result<(Header, Message<'_>), WireError> {
     let (header, rest) = decode_header(bytes, cluster, max_len)?;
+    Ok((header, decode_message(rest)?))
+}
+
+/// Decodes the message that follows a header ([`decode_header`] returns where it starts).
+pub fn decode_message(rest: &[u8]) -> Result<Message<'_>, WireError> {
     let (&kind, body) = rest.split_first().ok_or(WireError::Truncated)?;
     let kind = Kind::from_u8(kind).ok_or(WireError::UnknownKind)?;
     let malformed = |_| WireError::Malformed;
@@ -372,7 +377,7 @@ pub fn decode(
         }
         Kind::Gossip => Message::Gossip { rumors: body },
     };
-    Ok((header, msg))
+    Ok(msg)
 }
 
 /// The buffer was too small for the header and message fields.
