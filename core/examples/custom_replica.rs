@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tidings::sync::{Encoded, Engine, EntryError, Merged, Replica, SyncConfig};
-use tidings::tree::Tree;
+use tidings::tree::{Tree, TreeView};
 use tidings::wire::{self, Encoder, Header, TreeId};
 use tidings::{ClusterId, DigestKey, Instant, NodeId, Version};
 
@@ -60,10 +60,8 @@ impl Inventory {
 }
 
 impl Replica for Inventory {
-    type Buf = Vec<u64>;
-
-    fn tree(&self) -> &Tree<Vec<u64>> {
-        &self.tree
+    fn tree(&self) -> TreeView<'_> {
+        self.tree.view()
     }
     fn version_of(&self, hash: u64) -> Option<Version> {
         self.items

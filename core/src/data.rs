@@ -26,7 +26,7 @@ use crate::hash::{DigestKey, EntryDigest};
 use crate::indexed::{each_entry, Digested, Indexed};
 use crate::store::{ByteBuf, HeaplessTable, Table};
 use crate::sync::{Encoded, EntryError, Merged, Replica, Tally};
-use crate::tree::{BadTreeSize, Tree, TreeBuf};
+use crate::tree::{BadTreeSize, Tree, TreeBuf, TreeView};
 use crate::wire::{Encoder, TreeId};
 use crate::{Duration, Instant, NodeId, Version};
 use core::marker::PhantomData;
@@ -554,10 +554,8 @@ where
     T: Table<Value = Record<K, V>>,
     B: TreeBuf,
 {
-    type Buf = B;
-
-    fn tree(&self) -> &Tree<B> {
-        self.index.tree()
+    fn tree(&self) -> TreeView<'_> {
+        self.index.tree().view()
     }
 
     fn version_of(&self, hash: u64) -> Option<Version> {

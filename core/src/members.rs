@@ -18,7 +18,7 @@ use crate::hash::{DigestKey, EntryDigest};
 use crate::indexed::{each_entry, Digested, Indexed};
 use crate::store::{ByteBuf, HeaplessTable, Table};
 use crate::sync::{Encoded, EntryError, Merged, Replica, Tally};
-use crate::tree::{BadTreeSize, Tree, TreeBuf};
+use crate::tree::{BadTreeSize, Tree, TreeBuf, TreeView};
 use crate::wire::{Encoder, TreeId};
 use crate::{Duration, Instant, NodeId, Version};
 use core::net::SocketAddr;
@@ -145,6 +145,7 @@ pub struct WireMember<'a> {
     /// The member's id.
     pub id: NodeId,
     /// Where it listens.
+    #[serde(with = "crate::wire::addr")]
     pub addr: SocketAddr,
     /// Its generation.
     pub generation: u32,
@@ -648,10 +649,8 @@ where
     T: Table<Value = Member<M>>,
     B: TreeBuf,
 {
-    type Buf = B;
-
-    fn tree(&self) -> &Tree<B> {
-        self.index.tree()
+    fn tree(&self) -> TreeView<'_> {
+        self.index.tree().view()
     }
 
     fn version_of(&self, hash: u64) -> Option<Version> {

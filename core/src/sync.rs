@@ -22,7 +22,7 @@
 //! [`DataMap`](crate::data::DataMap) and member table, or a user's.
 
 use crate::pace::Pacer;
-use crate::tree::{Shape, Tree, TreeBuf, FANOUT};
+use crate::tree::{Shape, TreeView, FANOUT};
 use crate::wire::{
     DigestItem, Encoder, GroupHead, Hash8, Header, Kind, Message, RootMsg, Summary, TreeId,
     TAG_RESERVE,
@@ -35,12 +35,12 @@ use heapless::{Deque, Vec};
 const HASHES_PER_TASK: usize = 16;
 
 /// A replicated table the engine can reconcile.
+///
+/// The engine takes replicas as trait objects (`&dyn Replica`): its code exists once, however many
+/// table types a node holds, which matters in a microcontroller's flash.
 pub trait Replica {
-    /// The storage of the table's digest tree.
-    type Buf: TreeBuf;
-
-    /// The table's digest tree, kept current on every change.
-    fn tree(&self) -> &Tree<Self::Buf>;
+    /// The table's digest tree, kept current on every change ([`crate::tree::Tree::view`]).
+    fn tree(&self) -> TreeView<'_>;
     /// The version of the entry under `hash`.
     fn version_of(&self, hash: u64) -> Option<Version>;
     /// The entry with the smallest key hash in `from..=to`.
@@ -267,12 +267,12 @@ impl<const TASKS: usize> Engine<TASKS> {
     }
 
     /// Handles one sync message from `from` about `replica`. On error nothing changed.
-    pub fn handle<R: Replica>(
+    pub fn handle(
         &mut self,
         now: Instant,
         from: SocketAddr,
         msg: &Message<'_>,
-        replica: &mut R,
+        replica: &mut dyn Replica,
     ) -> Result<(), SyncError> {
         let r = self.dispatch(now, from, msg, replica);
         if r.is_err() {
@@ -281,12 +281,12 @@ impl<const TASKS: usize> Engine<TASKS> {
         r
     }
 
-    fn dispatch<R: Replica>(
+    fn dispatch(
         &mut self,
         now: Instant,
         from: SocketAddr,
         msg: &Message<'_>,
-        replica: &mut R,
+        replica: &mut dyn Replica,
     ) -> Result<(), SyncError> {
         let shape = replica.tree().shape();
         match *msg {
@@ -378,11 +378,11 @@ impl<const TASKS: usize> Engine<TASKS> {
 
     /// Writes the next datagram into `buf`, if there is work and pacing allows. `replica` must be the
     /// table named by [`Engine::next_tree`].
-    pub fn poll_transmit<R: Replica>(
+    pub fn poll_transmit(
         &mut self,
         now: Instant,
         header: &Header,
-        replica: &R,
+        replica: &dyn Replica,
         buf: &mut [u8],
     ) -> Option<Transmit> {
         loop {
@@ -422,11 +422,11 @@ impl<const TASKS: usize> Engine<TASKS> {
         }
     }
 
-    fn write<R: Replica>(
+    fn write(
         &mut self,
         now: Instant,
         header: &Header,
-        replica: &R,
+        replica: &dyn Replica,
         buf: &mut [u8],
         key: (SocketAddr, TreeId, Kind),
     ) -> Written {
@@ -548,8 +548,8 @@ fn sorted_within(summaries: crate::wire::Items<'_, Summary>, lo: u64, hi: u64) -
 }
 
 /// Writes child digests or listings for the pending nodes of a describe task; true when all are done.
-fn write_describe<R: Replica>(
-    replica: &R,
+fn write_describe(
+    replica: &dyn Replica,
     enc: &mut Encoder<'_>,
     base: u32,
     mask: &mut u16,
@@ -593,8 +593,8 @@ fn write_describe<R: Replica>(
 
 /// Lists the entries of leaf `node` from key hash `from` on. Returns the hash to resume from when the
 /// datagram filled up first, `None` when the leaf is done.
-fn write_group<R: Replica>(
-    replica: &R,
+fn write_group(
+    replica: &dyn Replica,
     enc: &mut Encoder<'_>,
     node: u32,
     from: u64,
@@ -677,9 +677,9 @@ fn write_group<R: Replica>(
 
 /// Appends entries while they fit; true when all were written. An entry too large for even an empty
 /// datagram is skipped and counted.
-fn write_entries<R: Replica>(
+fn write_entries(
     now: Instant,
-    replica: &R,
+    replica: &dyn Replica,
     enc: &mut Encoder<'_>,
     start: usize,
     hashes: &mut Vec<u64, HASHES_PER_TASK>,
@@ -742,10 +742,10 @@ impl Plan {
     }
 
     /// Merges the peer's sorted summaries of `lo..=hi` with ours; false if the queue filled up.
-    fn compare<R: Replica, const T: usize>(
+    fn compare<const T: usize>(
         &mut self,
         engine: &mut Engine<T>,
-        replica: &R,
+        replica: &dyn Replica,
         lo: u64,
         hi: u64,
         theirs: crate::wire::Items<'_, Summary>,
@@ -814,13 +814,13 @@ fn add<const T: usize>(
 }
 
 /// Our entries in a hash range, ascending.
-struct OursFrom<'r, R> {
-    replica: &'r R,
+struct OursFrom<'r> {
+    replica: &'r dyn Replica,
     next: Option<u64>,
     hi: u64,
 }
 
-impl<R: Replica> Iterator for OursFrom<'_, R> {
+impl Iterator for OursFrom<'_> {
     type Item = (u64, Version);
     fn next(&mut self) -> Option<(u64, Version)> {
         let from = self.next.filter(|&n| n <= self.hi)?;

@@ -213,6 +213,16 @@ impl<B: TreeBuf> Tree<B> {
         })
     }
 
+    /// A read-only view, the same whatever the buffer: what reconciliation reads.
+    pub fn view(&self) -> TreeView<'_> {
+        TreeView {
+            nodes: self.buf.nodes(),
+            shape: self.shape,
+            acc: self.acc,
+            count: self.count,
+        }
+    }
+
     /// The tree's shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -254,13 +264,50 @@ impl<B: TreeBuf> Tree<B> {
 
     /// The digest of `node`.
     pub fn digest(&self, node: u32) -> Option<u64> {
-        self.buf.nodes().get(node as usize).copied()
+        self.view().digest(node)
+    }
+
+    /// The digests of the 16 children of inner node `node`.
+    pub fn children(&self, node: u32) -> Option<[u64; FANOUT]> {
+        self.view().children(node)
+    }
+
+    /// The 32-byte root.
+    pub fn root(&self) -> Root {
+        self.view().root()
+    }
+}
+
+/// A tree seen through a plain slice: one type whatever the [`TreeBuf`], so the reconciliation
+/// engine is compiled once for every table rather than once per table type.
+#[derive(Clone, Copy, Debug)]
+pub struct TreeView<'a> {
+    nodes: &'a [u64],
+    shape: Shape,
+    acc: (u64, u64),
+    count: u64,
+}
+
+impl TreeView<'_> {
+    /// The tree's shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Number of entries.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The digest of `node`.
+    pub fn digest(&self, node: u32) -> Option<u64> {
+        self.nodes.get(node as usize).copied()
     }
 
     /// The digests of the 16 children of inner node `node`.
     pub fn children(&self, node: u32) -> Option<[u64; FANOUT]> {
         let first = self.shape.first_child(node)? as usize;
-        let slice = self.buf.nodes().get(first..first.saturating_add(FANOUT))?;
+        let slice = self.nodes.get(first..first.saturating_add(FANOUT))?;
         let mut out = [0u64; FANOUT];
         out.copy_from_slice(slice);
         Some(out)

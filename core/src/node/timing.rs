@@ -25,19 +25,36 @@ pub fn log10_milli(n: u64) -> u64 {
         }
     }
     let log2_q16 = (whole << 16) | frac;
-    // log10(n) = log2(n) / log2(10); log2(10) * 65,536 = 217,706.
-    log2_q16.saturating_mul(1000) / 217_706
+    // log10(n) * 1000 = log2(n) * 301.03 = log2_q16 * (301.03 * 65,536) >> 32: a multiply, not a
+    // 64-bit division (a library call of nearly a kilobyte on 32-bit targets). The product stays
+    // below 2^47. Rounded to nearest.
+    (log2_q16.saturating_mul(19_728_302).saturating_add(1 << 31)) >> 32
+}
+
+/// `ms * num / den` for a small fraction (`num <= den` at most about 20,000), by a Q16 multiplier:
+/// no 64-bit division. Saturates.
+fn scale_ms(ms: u64, num: u32, den: u32) -> u64 {
+    let q16 = num
+        .saturating_mul(1 << 16)
+        .checked_div(den.max(1))
+        .unwrap_or(0);
+    ms.saturating_mul(u64::from(q16)) >> 16
 }
 
 /// The shortest suspicion, once fully confirmed: `suspicion_mult * max(1, log10(n)) * probe_interval`.
 pub fn suspicion_min(c: &SwimConfig, n: usize) -> Duration {
-    let scale = log10_milli(n as u64).max(1000);
-    let ms = c
+    let scale = u32::try_from(log10_milli(n as u64))
+        .unwrap_or(u32::MAX)
+        .max(1000);
+    let base = c
         .probe_interval
         .as_millis()
-        .saturating_mul(u64::from(c.suspicion_mult))
-        .saturating_mul(scale)
-        / 1000;
+        .saturating_mul(u64::from(c.suspicion_mult));
+    // base * scale / 1000, without a 64-bit division: whole thousands, then the remainder (< 1000).
+    let (whole, part) = (scale / 1000, scale % 1000);
+    let ms = base
+        .saturating_mul(u64::from(whole))
+        .saturating_add(scale_ms(base, part, 1000));
     Duration::from_millis(ms)
 }
 
@@ -49,11 +66,8 @@ pub fn suspicion_timeout(c: &SwimConfig, n: usize, confirmations: u32) -> Durati
     let expected = u64::from(c.indirect_checks).max(1);
     let num = log10_milli(u64::from(confirmations).saturating_add(1));
     let den = log10_milli(expected.saturating_add(1)).max(1);
-    let shrink = max
-        .saturating_sub(min)
-        .saturating_mul(num)
-        .checked_div(den)
-        .unwrap_or(0);
+    let ratio = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    let shrink = scale_ms(max.saturating_sub(min), ratio(num.min(den)), ratio(den));
     Duration::from_millis(max.saturating_sub(shrink).max(min))
 }
 

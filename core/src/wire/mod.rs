@@ -15,6 +15,7 @@ use crate::{ClusterId, NodeId, Version};
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
+pub mod addr;
 mod items;
 mod rejects;
 

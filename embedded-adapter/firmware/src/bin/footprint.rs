@@ -32,7 +32,7 @@ fn main() -> ! {
     node.join(black_box(peer));
     let mut out = [0u8; 512];
     let mut t = 0u64;
-    for round in 0..black_box(50u64) {
+    for round in 0..black_box(50u32) {
         t += 100;
         let now = Instant::from_millis(t);
         node.handle_timeout(now);
