@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use tidings::Duration;
 use tidings_sim::plot::Chart;
 use tidings_sim::reconcile;
-use tidings_sim::scenario::{detect, disseminate, partition, steady, Common};
+use tidings_sim::scenario::{detect, disseminate, join, partition, steady, Common};
 
 #[derive(Parser)]
 #[command(
@@ -95,6 +95,17 @@ enum Command {
         /// Nodes that crash.
         #[arg(long, default_value_t = 5)]
         crashes: usize,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Start every node at once through one seed and time until every node knows every other.
+    Join {
+        /// Nodes in the storm, the seed included.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Longest the storm may take, in simulated seconds.
+        #[arg(long, default_value_t = 300)]
+        limit_secs: u64,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -346,6 +357,24 @@ fn main() {
                 &chart,
                 started,
             );
+        }
+        Command::Join {
+            nodes,
+            limit_secs,
+            run,
+        } => {
+            at_least("nodes", nodes, 2);
+            let started = std::time::Instant::now();
+            let r = join::run(nodes, Duration::from_secs(limit_secs), &run.common());
+            run.finish(
+                &format!("join: {nodes} nodes at once through one seed"),
+                &r,
+                &empty_chart(),
+                started,
+            );
+            if r.join_converge_secs.is_none() {
+                std::process::exit(1);
+            }
         }
     }
 }

@@ -1,11 +1,11 @@
 //! Cluster scenarios at small sizes: what users rely on, checked on every `cargo test`. The full
-//! sizes run from the CLI (`tidings-sim disseminate|steady|partition|detect`).
+//! sizes run from the CLI (`tidings-sim disseminate|steady|partition|detect|join`).
 
 use tidings::members::Status;
 use tidings::node::Event;
 use tidings::Duration;
 use tidings_sim::cluster::{id_of, Cluster};
-use tidings_sim::scenario::{detect, disseminate, partition, settled, steady, Common};
+use tidings_sim::scenario::{detect, disseminate, join, partition, settled, steady, Common};
 
 fn common(seed: u64) -> Common {
     Common {
@@ -25,6 +25,18 @@ fn one_write_reaches_every_node_within_a_second() {
     assert!(r.reached_all, "{r:?}");
     assert!(r.secs_p99 <= 1.0, "{r:?}");
     assert!(r.rounds_max >= 2.0, "hops are counted: {r:?}");
+}
+
+#[test]
+fn a_join_storm_through_one_seed_converges_within_seconds() {
+    // 300 nodes start at once knowing only host 0, with 10% loss.
+    let mut c = common(3);
+    c.loss = 0.1;
+    let r = join::run(300, Duration::from_secs(60), &c);
+    assert_eq!(r.min_known, 300, "{r:?}");
+    let secs = r.join_converge_secs.expect("converged");
+    assert!(secs <= 5.0, "{r:?}");
+    assert!(r.max_datagram <= 1200, "{r:?}");
 }
 
 #[test]

@@ -149,6 +149,11 @@ enum Out {
     Gossip {
         to: SocketAddr,
     },
+    /// A newcomer's first word reached us: a gossip datagram of our own record and a random
+    /// sample of members, so it can talk to many members at once instead of only to us.
+    Feed {
+        to: SocketAddr,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -375,8 +380,15 @@ impl<
             self.seeds.remove(0);
             let _ = self.seeds.push(seed);
         }
+        self.announce(seed);
+    }
+
+    /// Introduces us to `seed`: our own record in a gossip datagram (answered with a feed of
+    /// members), and a membership exchange for the whole table.
+    fn announce(&mut self, seed: SocketAddr) {
         let me = self.members.hash_of(self.config.node);
         self.spread(TreeId::MEMBERS, me);
+        let _ = self.out.push_back(Out::Gossip { to: seed });
         self.sync.start(seed, TreeId::MEMBERS);
     }
 
@@ -464,18 +476,37 @@ impl<
                 return Err(RecvError::Wire(e));
             }
         };
+        let stranger = self.members.get(header.sender).is_none();
+        let alone = self.members.live() <= 1;
         let r = self.dispatch(now, from, &msg);
         if r.is_err() {
             self.stats.refused = self.stats.refused.saturating_add(1);
         }
         let known = self.members.get(header.sender).map(|m| m.status());
-        if r.is_ok() && header.sender != self.config.node && known.is_none_or(|s| s == Status::Dead)
-        {
-            // A stranger, or a member we hold dead that is talking (a healed partition): compare
-            // member tables, so each side learns the other's view and refutes what is wrong about it.
-            self.sync.start(from, TreeId::MEMBERS);
+        if r.is_ok() && header.sender != self.config.node {
+            if stranger && known.is_some_and(|s| !s.is_gone()) {
+                // A newcomer that introduced itself: a feed of members lets it spread its own
+                // anti-entropy over the cluster. A join storm would otherwise queue every
+                // newcomer's whole-table exchange behind the seed's pacing.
+                let _ = self.out.push_back(Out::Feed { to: from });
+            } else if known.is_none_or(|s| s == Status::Dead) {
+                // A stranger, or a member we hold dead that is talking (a healed partition):
+                // compare member tables, so each side learns the other's view and refutes what is
+                // wrong about it.
+                self.sync.start(from, TreeId::MEMBERS);
+            }
+        }
+        if alone && self.members.live() > 1 {
+            // Just joined: fetch the rest of the table from a random member soon.
+            self.sync_soon(now);
         }
         r
+    }
+
+    /// Brings the next anti-entropy exchange forward to one gossip interval from `now`.
+    fn sync_soon(&mut self, now: Instant) {
+        let soon = now.saturating_add(self.config.swim.gossip_interval);
+        self.next_sync = self.next_sync.min(soon);
     }
 
     /// Checks the header, then the tag (with a keyring), then decodes the message.
@@ -558,7 +589,20 @@ impl<
                     _ => TreeId(u8::MAX),
                 };
                 let r = match tree {
-                    TreeId::MEMBERS => self.sync.handle(now, from, msg, &mut self.members),
+                    TreeId::MEMBERS => {
+                        let before = self.sync.stats().mismatched;
+                        let r = self.sync.handle(now, from, msg, &mut self.members);
+                        let diverged = match *msg {
+                            Message::Root(_) => self.sync.stats().mismatched != before,
+                            _ => true,
+                        };
+                        if r.is_ok() && diverged {
+                            // Member tables differ: compare with another member soon. Unlike
+                            // news applied, this holds even when the exchange itself is lost.
+                            self.sync_soon(now);
+                        }
+                        r
+                    }
                     TreeId::DATA => self.sync.handle(now, from, msg, &mut self.data),
                     _ => Err(SyncError::BadNode),
                 };
@@ -630,8 +674,7 @@ impl<
         if news {
             // Anti-entropy found a difference: the cluster is diverged (a healed partition, a
             // restart), so compare with another member soon rather than a whole interval later.
-            let soon = now.saturating_add(self.config.swim.gossip_interval);
-            self.next_sync = self.next_sync.min(soon);
+            self.sync_soon(now);
         }
         Ok(())
     }

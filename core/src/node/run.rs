@@ -72,11 +72,15 @@ impl<
             .map(|m| (m.id(), m.addr()))
     }
 
-    /// Starts a membership exchange with every seed.
-    fn ask_seeds(&mut self) {
+    /// Asks every seed: announces us while `alone`, else starts a membership exchange.
+    fn ask_seeds(&mut self, alone: bool) {
         for i in 0..self.seeds.len() {
-            if let Some(&seed) = self.seeds.get(i) {
-                self.sync.start(seed, TreeId::MEMBERS);
+            match self.seeds.get(i) {
+                Some(&seed) if alone => self.announce(seed),
+                Some(&seed) => {
+                    self.sync.start(seed, TreeId::MEMBERS);
+                }
+                None => {}
             }
         }
     }
@@ -107,7 +111,7 @@ impl<
             let live = self.members.live();
             if live <= 1 && active {
                 // Alone: not joined yet, or cut off from everyone. Ask the seeds every interval.
-                self.ask_seeds();
+                self.ask_seeds(true);
             }
             for s in self.suspicions.iter_mut() {
                 s.refresh(&swim, live);
@@ -213,7 +217,7 @@ impl<
             if self.members.live() > 1 && !self.seed_is_member() {
                 // Joined a cluster, but not the seeds' one: two clusters that formed apart (a join
                 // lost on the way) merge through the seeds.
-                self.ask_seeds();
+                self.ask_seeds(false);
             }
             self.next_sync = now.saturating_add(swim.sync_interval);
         }
@@ -237,19 +241,22 @@ impl<
                     Out::Ping { to, .. } => (to, Kind::Ping),
                     Out::Ack { to, .. } => (to, Kind::Ack),
                     Out::PingReq { to, .. } => (to, Kind::PingReq),
-                    Out::Gossip { to } => (to, Kind::Gossip),
+                    Out::Gossip { to } | Out::Feed { to } => (to, Kind::Gossip),
                 };
                 let mut enc = Encoder::new(buf.get_mut(..limit)?, &header, kind).ok()?;
                 let fixed = match o {
                     Out::Ping { probe, .. } => enc.push(&probe),
                     Out::Ack { seq, .. } => enc.push(&seq),
                     Out::PingReq { request, .. } => enc.push(&request),
-                    Out::Gossip { .. } => true,
+                    Out::Gossip { .. } | Out::Feed { .. } => true,
                 };
                 if !fixed {
                     return None;
                 }
-                self.fill_rumors(now, &mut enc);
+                match o {
+                    Out::Feed { to } => self.fill_feed(now, to, &mut enc),
+                    _ => self.fill_rumors(now, &mut enc),
+                }
                 crate::sync::Transmit {
                     to,
                     len: enc.finish(),
@@ -303,6 +310,36 @@ impl<
                 Some(false) => Fill::Full,
             }
         });
+    }
+
+    /// Our own record, then members from a random position on, as rumors: all that fit. Gone
+    /// members and the newcomer itself are left out.
+    fn fill_feed(&mut self, now: Instant, to: SocketAddr, enc: &mut Encoder<'_>) {
+        let retention = self.config.members.retention;
+        let me = self.config.node;
+        let Some(own) = self.members.me() else {
+            return;
+        };
+        if !enc.push(&Rumor::Member(own.to_wire(now, retention))) {
+            return;
+        }
+        let len = self.members.len();
+        let start = self.rng.below(len as u64) as usize;
+        for k in 0..len {
+            let Some(m) = start
+                .wrapping_add(k)
+                .checked_rem(len)
+                .and_then(|i| self.members.nth(i))
+            else {
+                continue;
+            };
+            if m.id() == me || m.addr() == to || m.status().is_gone() {
+                continue;
+            }
+            if !enc.push(&Rumor::Member(m.to_wire(now, retention))) {
+                return;
+            }
+        }
     }
 
     /// The next event, if any.

@@ -156,6 +156,27 @@ fn nodes_join_through_a_seed_and_agree() {
 }
 
 #[test]
+fn a_newcomer_is_fed_the_members_within_one_round_trip() {
+    let mut c = Cluster::new(9);
+    for i in 1..8 {
+        c.nodes[i].join(addr(0));
+    }
+    c.secs(5);
+    // Any member will do as a seed: its feed (its own record and a sample of members) answers
+    // the newcomer's first datagram, before any table exchange could finish.
+    c.nodes[8].join(addr(3));
+    let until = c.now + Duration::from_millis(2);
+    c.run_until(until);
+    assert_eq!(c.nodes[8].members().live(), 9);
+    assert_eq!(c.status(3, 8), Some(Status::Alive));
+    let joined = c.events[8]
+        .iter()
+        .filter(|e| matches!(e, Event::MemberJoined(_)))
+        .count();
+    assert_eq!(joined, 8);
+}
+
+#[test]
 fn writes_spread_by_gossip_within_two_seconds() {
     let mut c = Cluster::joined(5);
     let now = c.now;

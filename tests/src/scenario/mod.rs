@@ -3,6 +3,7 @@
 
 pub mod detect;
 pub mod disseminate;
+pub mod join;
 pub mod partition;
 pub mod steady;
 
