@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
 use tidings::Duration;
+use tidings_sim::compare;
 use tidings_sim::plot::Chart;
 use tidings_sim::reconcile;
 use tidings_sim::scenario::{detect, disseminate, join, partition, steady, Common};
@@ -98,6 +99,38 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// tidings beside foca on the same simulated network: join storm, steady state,
+    /// dissemination and detection, each library with its LAN preset.
+    Compare {
+        /// Nodes in each cluster.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Updates spread, one after another.
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        /// Nodes crashed.
+        #[arg(long, default_value_t = 5)]
+        crashes: usize,
+        /// Simulated seconds of steady state measured.
+        #[arg(long, default_value_t = 30)]
+        steady_secs: u64,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// tidings beside chitchat: steady-state bytes per node at the same sizes and gossip interval.
+    Chitchat {
+        /// Cluster sizes, comma-separated.
+        #[arg(long, default_value = "10,50,100", value_delimiter = ',')]
+        nodes: Vec<usize>,
+        /// Gossip interval of both, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        gossip_ms: u64,
+        /// Seconds measured, once every node knows every other.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Start every node at once through one seed and time until every node knows every other.
     Join {
         /// Nodes in the storm, the seed included.
@@ -165,11 +198,7 @@ impl RunArgs {
         chart: &Chart,
         started: std::time::Instant,
     ) {
-        if let Some(path) = &self.plot {
-            if let Err(e) = chart.write(path) {
-                fail(&format!("cannot write {}: {e}", path.display()));
-            }
-        }
+        write_plot(self, chart);
         if self.json {
             println!(
                 "{}",
@@ -197,6 +226,7 @@ fn empty_chart() -> Chart {
         y_label: String::new(),
         series: Vec::new(),
         y_from_zero: true,
+        y_log: false,
     }
 }
 
@@ -204,6 +234,35 @@ fn at_least(name: &str, v: usize, min: usize) {
     if v < min {
         fail(&format!("--{name} must be at least {min}"));
     }
+}
+
+/// Writes `chart` where `--plot` asked.
+fn write_plot(run: &RunArgs, chart: &Chart) {
+    if let Some(path) = &run.plot {
+        if let Err(e) = chart.write(path) {
+            fail(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
+}
+
+/// The comparison as a table: one row per figure, a column per library.
+fn print_comparison(r: &compare::Report, run: &RunArgs, started: std::time::Instant) {
+    println!(
+        "compare: {} nodes (seed {}, loss {})",
+        r.nodes, run.seed, run.loss
+    );
+    println!("  {:<30} {:>12} {:>12}", "", "tidings", "foca");
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
+        serde_json::to_value(&r.tidings),
+        serde_json::to_value(&r.foca),
+    ) else {
+        return;
+    };
+    for (k, v) in &a {
+        let w = b.get(k).cloned().unwrap_or_default();
+        println!("  {k:<30} {:>12} {:>12}", v.to_string(), w.to_string());
+    }
+    println!("  (wall time {:.1} s)", started.elapsed().as_secs_f64());
 }
 
 fn main() {
@@ -357,6 +416,82 @@ fn main() {
                 &chart,
                 started,
             );
+        }
+        Command::Compare {
+            nodes,
+            trials,
+            crashes,
+            steady_secs,
+            run,
+        } => {
+            at_least("nodes", nodes, 3);
+            at_least("trials", trials, 1);
+            if crashes + 2 > nodes {
+                fail("--crashes must leave at least two nodes running");
+            }
+            let started = std::time::Instant::now();
+            let p = compare::Params {
+                trials,
+                crashes,
+                steady_secs,
+                ..compare::Params::new(nodes)
+            };
+            let mut chart = empty_chart();
+            let r = compare::run(p, &run.common(), Some(&mut chart));
+            write_plot(&run, &chart);
+            if run.json {
+                println!("{}", serde_json::to_string(&r).expect("report serializes"));
+            } else {
+                print_comparison(&r, &run, started);
+            }
+        }
+        Command::Chitchat {
+            nodes,
+            gossip_ms,
+            secs,
+            run,
+        } => {
+            for &n in &nodes {
+                at_least("nodes", n, 2);
+            }
+            at_least("secs", secs as usize, 1);
+            if gossip_ms == 0 {
+                fail("--gossip-ms must be positive");
+            }
+            let started = std::time::Instant::now();
+            let mut chart = empty_chart();
+            let r = compare::chitchat_bench::run(
+                &nodes,
+                Duration::from_millis(gossip_ms),
+                secs,
+                &run.common(),
+                Some(&mut chart),
+            )
+            .unwrap_or_else(|e| fail(&format!("chitchat: {e:#}")));
+            write_plot(&run, &chart);
+            if run.json {
+                println!("{}", serde_json::to_string(&r).expect("report serializes"));
+            } else {
+                println!(
+                    "chitchat beside tidings: gossip every {gossip_ms} ms, {secs} s measured (seed {}, loss {})",
+                    run.seed, run.loss
+                );
+                println!(
+                    "  {:>6} {:>14} {:>14} {:>16} {:>12}",
+                    "nodes", "chitchat B/s", "tidings B/s", "tidings/chitchat", "foca B/s"
+                );
+                for row in &r.rows {
+                    println!(
+                        "  {:>6} {:>14} {:>14} {:>16} {:>12}",
+                        row.nodes,
+                        row.chitchat_bytes_per_node_per_sec,
+                        row.tidings_bytes_per_node_per_sec,
+                        row.tidings_over_chitchat,
+                        row.foca_bytes_per_node_per_sec
+                    );
+                }
+                println!("  (wall time {:.1} s)", started.elapsed().as_secs_f64());
+            }
         }
         Command::Join {
             nodes,

@@ -24,6 +24,9 @@ pub struct Chart {
     pub series: Vec<Series>,
     /// Whether the y axis starts at 0 (otherwise at the smallest value).
     pub y_from_zero: bool,
+    /// A logarithmic y axis, ticked at powers of ten, for values that span decades (values at or
+    /// below zero are drawn at the bottom). `y_from_zero` does not apply.
+    pub y_log: bool,
 }
 
 const W: f64 = 720.0;
@@ -59,9 +62,12 @@ fn escape(s: &str) -> String {
 impl Chart {
     /// The chart as an SVG document.
     pub fn svg(&self) -> String {
+        let log = self.y_log;
+        let ty = move |y: f64| if log { y.max(1e-9).log10() } else { y };
         let all = self.series.iter().flat_map(|s| s.points.iter());
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for &(x, y) in all {
+            let y = ty(y);
             x0 = x0.min(x);
             x1 = x1.max(x);
             y0 = y0.min(y);
@@ -70,7 +76,7 @@ impl Chart {
         if x0 > x1 {
             (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
         }
-        if self.y_from_zero {
+        if self.y_from_zero && !log {
             y0 = y0.min(0.0);
         }
         if x1 <= x0 {
@@ -79,11 +85,15 @@ impl Chart {
         if y1 <= y0 {
             y1 = y0 + 1.0;
         }
-        let (xs, ys) = (step(x1 - x0, 8.0), step(y1 - y0, 6.0));
+        let (xs, ys) = (
+            step(x1 - x0, 8.0),
+            if log { 1.0 } else { step(y1 - y0, 6.0) },
+        );
         let (x0, x1) = ((x0 / xs).floor() * xs, (x1 / xs).ceil() * xs);
         let (y0, y1) = ((y0 / ys).floor() * ys, (y1 / ys).ceil() * ys);
         let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
-        let py = |y: f64| H - BOTTOM - (y - y0) / (y1 - y0) * (H - TOP - BOTTOM);
+        let py = |y: f64| H - BOTTOM - (ty(y) - y0) / (y1 - y0) * (H - TOP - BOTTOM);
+        let label = |y: f64| trim(if log { 10f64.powf(y) } else { y });
 
         let mut s = String::new();
         let _ = writeln!(
@@ -112,7 +122,7 @@ impl Chart {
         }
         let mut y = y0;
         while y <= y1 + ys / 2.0 {
-            let p = py(y);
+            let p = H - BOTTOM - (y - y0) / (y1 - y0) * (H - TOP - BOTTOM);
             let _ = writeln!(
                 s,
                 r##"<line x1="{}" y1="{p:.1}" x2="{}" y2="{p:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -120,7 +130,7 @@ impl Chart {
                 W - RIGHT,
                 LEFT - 6.0,
                 p + 4.0,
-                trim(y)
+                label(y)
             );
             y += ys;
         }
@@ -197,6 +207,7 @@ mod tests {
                 },
             ],
             y_from_zero: true,
+            y_log: false,
         };
         let svg = chart.svg();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
@@ -210,6 +221,40 @@ mod tests {
                 assert!((LEFT..=W - RIGHT).contains(&x) && (TOP..=H - BOTTOM).contains(&y));
             }
         }
+    }
+
+    #[test]
+    fn a_log_axis_ticks_powers_of_ten_and_keeps_lines_inside() {
+        let chart = Chart {
+            title: "log".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![Series {
+                name: "decades".into(),
+                points: vec![(1.0, 27.0), (2.0, 2_900.0), (3.0, 29_000.0)],
+            }],
+            y_from_zero: true,
+            y_log: true,
+        };
+        let svg = chart.svg();
+        for tick in [">10<", ">100<", ">1000<", ">10000<", ">100000<"] {
+            assert!(svg.contains(tick), "{tick} missing");
+        }
+        let pts = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let ys: Vec<f64> = pts
+            .split(' ')
+            .map(|xy| xy.split_once(',').unwrap().1.parse().unwrap())
+            .collect();
+        assert!(ys.iter().all(|y| (TOP..=H - BOTTOM).contains(y)));
+        // Equal ratios are equal distances: 27 -> 2,900 is about two decades, 2,900 -> 29,000 one.
+        let (d1, d2) = (ys[0] - ys[1], ys[1] - ys[2]);
+        assert!((d1 / d2 - 2.03).abs() < 0.05, "{d1} {d2}");
     }
 
     #[test]

@@ -158,6 +158,7 @@ pub fn run(p: Params, common: &Common, chart: Option<&mut Chart>) -> Report {
                 })
                 .collect(),
             y_from_zero: true,
+            y_log: false,
         };
     }
     Report {

@@ -111,6 +111,7 @@ pub fn run(p: Params, common: &Common, chart: Option<&mut Chart>) -> Report {
             y_label: "fraction of nodes holding it".into(),
             series: series.into_iter().take(6).collect(),
             y_from_zero: true,
+            y_log: false,
         };
     }
     Report {

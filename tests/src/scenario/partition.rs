@@ -162,6 +162,7 @@ pub fn run(p: Params, common: &Common, chart: Option<&mut Chart>) -> Report {
                 points,
             }],
             y_from_zero: true,
+            y_log: false,
         };
     }
     Report {

@@ -66,6 +66,7 @@ pub fn run(nodes: usize, secs: u64, common: &Common, chart: Option<&mut Chart>) 
                 points,
             }],
             y_from_zero: true,
+            y_log: false,
         };
     }
     Report {
