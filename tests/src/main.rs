@@ -108,8 +108,8 @@ enum Command {
         /// Updates spread, one after another.
         #[arg(long, default_value_t = 10)]
         trials: usize,
-        /// Nodes crashed.
-        #[arg(long, default_value_t = 5)]
+        /// Nodes crashed, at random instants within 30 s.
+        #[arg(long, default_value_t = 20)]
         crashes: usize,
         /// Simulated seconds of steady state measured.
         #[arg(long, default_value_t = 30)]

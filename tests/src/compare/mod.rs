@@ -117,6 +117,9 @@ pub struct Side {
     pub join_converge_secs: Option<f64>,
     /// Seconds until half of the join storm's nodes knew every other.
     pub join_half_secs: Option<f64>,
+    /// Members the least-informed node of the join storm knew when it ended (all of them, or the
+    /// limit passed).
+    pub join_least_known: usize,
 }
 
 /// What `compare` reports.
@@ -141,8 +144,10 @@ pub struct Params {
     pub crashes: usize,
     /// Simulated seconds of steady state measured.
     pub steady_secs: u64,
-    /// Longest a dissemination trial, a detection or a join storm may take.
+    /// Longest a dissemination trial or a detection may take.
     pub limit: Duration,
+    /// Longest a join storm may take.
+    pub join_limit: Duration,
 }
 
 impl Params {
@@ -151,9 +156,10 @@ impl Params {
         Params {
             nodes,
             trials: 10,
-            crashes: 5,
+            crashes: 20,
             steady_secs: 30,
             limit: Duration::from_secs(120),
+            join_limit: Duration::from_secs(300),
         }
     }
 }
@@ -194,7 +200,7 @@ pub fn run(p: Params, common: &Common, chart: Option<&mut Chart>) -> Report {
 /// Runs every scenario on one library; also returns the join storm's curve.
 pub fn side<S: Swarm>(p: Params, common: &Common) -> (Side, Vec<(f64, f64)>) {
     let net = lan(common.loss);
-    let storm = join_storm::<S>(p.nodes, p.limit, net, common.seed);
+    let storm = join_storm::<S>(p.nodes, p.join_limit, net, common.seed);
     let mut s = S::converged(p.nodes, net, common.seed);
     s.settle(Duration::from_secs(60));
     let bytes_sent_per_node_per_sec = steady(&mut s, p.steady_secs);
@@ -211,6 +217,7 @@ pub fn side<S: Swarm>(p: Params, common: &Common) -> (Side, Vec<(f64, f64)>) {
         max_datagram: storm.max_datagram.max(s.max_datagram()),
         join_converge_secs: storm.all,
         join_half_secs: storm.half,
+        join_least_known: storm.least_known,
     };
     (side, storm.curve)
 }
@@ -222,6 +229,8 @@ pub struct Storm {
     pub all: Option<f64>,
     /// Seconds until half of them did.
     pub half: Option<f64>,
+    /// Members the least-informed node knew at the end.
+    pub least_known: usize,
     /// Largest datagram sent.
     pub max_datagram: usize,
     /// (seconds, fraction of nodes that knew every other), every 100 ms.
@@ -262,6 +271,7 @@ pub fn join_storm<S: Swarm>(n: usize, limit: Duration, net: NetConfig, seed: u64
     Storm {
         all,
         half,
+        least_known: (0..n).map(|i| s.known(i)).min().unwrap_or(0),
         max_datagram: s.max_datagram(),
         curve,
     }
