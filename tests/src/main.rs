@@ -111,8 +111,8 @@ enum Command {
         /// Nodes crashed, at random instants within 30 s.
         #[arg(long, default_value_t = 20)]
         crashes: usize,
-        /// Simulated seconds of steady state measured.
-        #[arg(long, default_value_t = 30)]
+        /// Simulated seconds of steady state measured (foca announces every 30 s: keep a multiple).
+        #[arg(long, default_value_t = 60)]
         steady_secs: u64,
         #[command(flatten)]
         run: RunArgs,

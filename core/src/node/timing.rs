@@ -8,23 +8,23 @@ pub fn log10_milli(n: u64) -> u64 {
     if n <= 1 {
         return 0;
     }
-    let whole = u64::from(n.ilog2());
-    // x = n / 2^whole in [1, 2), as Q32; square it 16 times to read 16 fraction bits of log2.
-    let shift = 32u32.saturating_sub(whole as u32);
-    let mut x: u128 = if whole <= 32 {
-        u128::from(n) << shift
+    let whole = n.ilog2();
+    // x = n / 2^whole in [1, 2), as Q30 (so x * x fits 64 bits); square it 16 times to read 16
+    // fraction bits of log2.
+    let mut x: u64 = if whole <= 30 {
+        n << 30u32.saturating_sub(whole)
     } else {
-        u128::from(n) >> (whole as u32).saturating_sub(32)
+        n >> whole.saturating_sub(30)
     };
     let mut frac = 0u64;
     for bit in (0..16).rev() {
-        x = x.saturating_mul(x) >> 32;
-        if x >= 2u128 << 32 {
+        x = x.saturating_mul(x) >> 30;
+        if x >= 2 << 30 {
             x >>= 1;
             frac |= 1 << bit;
         }
     }
-    let log2_q16 = (whole << 16) | frac;
+    let log2_q16 = (u64::from(whole) << 16) | frac;
     // log10(n) * 1000 = log2(n) * 301.03 = log2_q16 * (301.03 * 65,536) >> 32: a multiply, not a
     // 64-bit division (a library call of nearly a kilobyte on 32-bit targets). The product stays
     // below 2^47. Rounded to nearest.

@@ -5,8 +5,6 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 
-const V6: usize = 18;
-
 /// Writes `addr` as a byte string.
 pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
     let [p0, p1] = addr.port().to_be_bytes();
@@ -16,11 +14,8 @@ pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Err
             s.serialize_bytes(&[a, b, c, d, p0, p1])
         }
         IpAddr::V6(ip) => {
-            let mut buf = [0u8; V6];
-            for (to, from) in buf.iter_mut().zip(ip.octets().into_iter().chain([p0, p1])) {
-                *to = from;
-            }
-            s.serialize_bytes(&buf)
+            let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = ip.octets();
+            s.serialize_bytes(&[a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, p0, p1])
         }
     }
 }
