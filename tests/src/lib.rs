@@ -4,6 +4,7 @@
 //! a seeded network, so every run is reproducible from its seed.
 
 pub mod cluster;
+#[cfg(feature = "peers")]
 pub mod compare;
 pub mod net;
 pub mod pair;

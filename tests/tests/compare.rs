@@ -1,6 +1,7 @@
 //! The side-by-side comparison at small sizes: both libraries do the work, on the same network,
 //! and tidings holds the claims BENCHMARKS.md makes. The full sizes run from the CLI
 //! (`tidings-sim compare`, `tidings-sim chitchat`).
+#![cfg(feature = "peers")]
 
 use tidings::Duration;
 use tidings_sim::compare::foca_swarm::FocaSwarm;
