@@ -175,6 +175,11 @@ pub struct SyncStats {
     pub in_sync: u64,
     /// Root messages that did not.
     pub mismatched: u64,
+    /// Answers describing our root back to us: a peer found its root different from ours (the
+    /// initiator's side of `mismatched`).
+    pub root_described: u64,
+    /// Entries a comparison found newer on the peer, or only there: this node is behind.
+    pub wanted: u64,
     /// Entries applied from peers.
     pub applied: u64,
     /// Entries received that were not newer.
@@ -311,6 +316,9 @@ impl<const TASKS: usize> Engine<TASKS> {
                 {
                     return Err(SyncError::BadNode);
                 }
+                if items.into_iter().any(|i| i.node == 0) {
+                    self.stats.root_described = self.stats.root_described.saturating_add(1);
+                }
                 for item in items {
                     let ours = replica.tree().children(item.node).unwrap_or_default();
                     let mut mask = 0u16;
@@ -329,6 +337,11 @@ impl<const TASKS: usize> Engine<TASKS> {
                     group_range(shape, &head)
                         .filter(|&(lo, hi)| sorted_within(summaries, lo, hi))
                         .ok_or(SyncError::BadListing)?;
+                }
+                let whole_root =
+                    |h: &GroupHead| h.node == 0 && h.part.is_none_or(|p| p.0 == [0; 8]);
+                if groups.groups().any(|(h, _)| whole_root(&h)) {
+                    self.stats.root_described = self.stats.root_described.saturating_add(1);
                 }
                 let mut plan = Plan::new(from, tree);
                 for (head, summaries) in groups.groups() {
@@ -732,6 +745,7 @@ impl Plan {
 
     /// Plans to fetch `hash`; false once the engine's queue is full.
     fn pull<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
+        engine.stats.wanted = engine.stats.wanted.saturating_add(1);
         add(
             engine,
             (self.to, self.tree),

@@ -36,6 +36,7 @@ use crate::data::{DataError, DataMap, MergeOutcome, WireEntry};
 use crate::gossip::{retransmit_limit, Broadcasts};
 use crate::indexed::each_entry;
 use crate::members::{Change, MemberError, Members, Status, WireMember};
+use crate::pace::Pacer;
 use crate::rng::Rng;
 use crate::store::ByteBuf;
 use crate::sync::{Engine, EntryError, Replica, SyncError};
@@ -130,6 +131,10 @@ pub struct NodeStats {
     pub missed_acks: u64,
     /// Events dropped because the application did not drain them.
     pub events_dropped: u64,
+    /// Feeds sent: a sample of members for a newcomer that introduced itself.
+    pub feeds: u64,
+    /// Newcomers not fed because the pacing budget was spent (they ask again while alone).
+    pub feeds_withheld: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -153,6 +158,7 @@ enum Out {
     /// sample of members, so it can talk to many members at once instead of only to us.
     Feed {
         to: SocketAddr,
+        newcomer: NodeId,
     },
 }
 
@@ -213,6 +219,12 @@ pub struct Node<
     next_probe: Instant,
     next_gossip: Instant,
     next_sync: Instant,
+    /// While member tables were last seen to differ: the wait before the next exchange, doubling
+    /// at each one up to the sync interval, when the node calms down. Back to the gossip interval
+    /// on news; `None` (calm) once a peer's root matches ours.
+    sync_hurry: Option<Duration>,
+    /// Bounds feeds like the sync engine's pacing bounds its answers.
+    feeds: Pacer,
     seq: u32,
     relays: Vec<Relay, QUEUE>,
     suspicions: Vec<Suspicion, SUSPECTS>,
@@ -304,6 +316,8 @@ impl<
             next_probe,
             next_gossip,
             next_sync,
+            sync_hurry: None,
+            feeds: Pacer::new(config.sync.burst, config.sync.datagrams_per_sec),
             seq: 0,
             relays: Vec::new(),
             suspicions: Vec::new(),
@@ -488,31 +502,64 @@ impl<
         if r.is_err() {
             self.stats.refused = self.stats.refused.saturating_add(1);
         }
-        let known = self.members.get(header.sender).map(|m| m.status());
+        let known = self
+            .members
+            .get(header.sender)
+            .map(|m| (m.status(), m.addr()));
         if r.is_ok() && header.sender != self.config.node {
-            if stranger && known.is_some_and(|s| !s.is_gone()) {
-                // A newcomer that introduced itself: a feed of members lets it spread its own
-                // anti-entropy over the cluster. A join storm would otherwise queue every
-                // newcomer's whole-table exchange behind the seed's pacing.
-                let _ = self.out.push_back(Out::Feed { to: from });
-            } else if known.is_none_or(|s| s == Status::Dead) {
-                // A stranger, or a member we hold dead that is talking (a healed partition):
-                // compare member tables, so each side learns the other's view and refutes what is
-                // wrong about it.
-                self.sync.start(from, TreeId::MEMBERS);
+            match known {
+                Some((status, addr)) if stranger && !alone && !status.is_gone() && addr == from => {
+                    self.feed(now, from, header.sender);
+                }
+                None | Some((Status::Dead, _)) => {
+                    // A stranger, or a member we hold dead that is talking (a healed partition):
+                    // compare member tables, so each side learns the other's view and refutes
+                    // what is wrong about it.
+                    self.sync.start(from, TreeId::MEMBERS);
+                }
+                Some(_) => {}
             }
         }
         if alone && self.members.live() > 1 {
-            // Just joined: fetch the rest of the table from a random member soon.
+            // Just joined: fetch the rest of the table from random members, soon and until a
+            // root matches ours.
             self.sync_soon(now);
         }
         r
     }
 
-    /// Brings the next anti-entropy exchange forward to one gossip interval from `now`.
+    /// A newcomer introduced itself from the address its own record gives: a feed of members
+    /// lets it spread its anti-entropy over the cluster (a join storm would otherwise queue every
+    /// newcomer's whole-table exchange behind its seed). Feeds are paced like the sync engine's
+    /// answers (`SyncConfig::burst`, `datagrams_per_sec`), with a budget of their own so a busy
+    /// engine does not starve them: forged introductions draw no more than that.
+    fn feed(&mut self, now: Instant, to: SocketAddr, newcomer: NodeId) {
+        if self.out.is_full() || !self.feeds.try_take(now) {
+            self.stats.feeds_withheld = self.stats.feeds_withheld.saturating_add(1);
+            return;
+        }
+        let _ = self.out.push_back(Out::Feed { to, newcomer });
+        self.stats.feeds = self.stats.feeds.saturating_add(1);
+    }
+
+    /// Brings the next anti-entropy exchange forward to one gossip interval from `now`, and keeps
+    /// comparing after that: an exchange brought news, showed we are behind a peer, or we just
+    /// joined.
     fn sync_soon(&mut self, now: Instant) {
-        let soon = now.saturating_add(self.config.swim.gossip_interval);
-        self.next_sync = self.next_sync.min(soon);
+        let soon = self.config.swim.gossip_interval;
+        self.sync_hurry = Some(soon);
+        self.next_sync = self.next_sync.min(now.saturating_add(soon));
+    }
+
+    /// A peer's member table differs from ours: keep comparing, each time a little later
+    /// (`sync_hurry`), until a root matches ours or the wait reaches the sync interval. Unlike
+    /// news, this holds when exchanges are lost or refused; the doubling keeps a cluster in
+    /// constant churn from syncing at every gossip interval.
+    fn sync_diverged(&mut self, now: Instant) {
+        let wait = *self
+            .sync_hurry
+            .get_or_insert(self.config.swim.gossip_interval);
+        self.next_sync = self.next_sync.min(now.saturating_add(wait));
     }
 
     /// Checks the header, then the tag (with a keyring), then decodes the message.
@@ -596,16 +643,19 @@ impl<
                 };
                 let r = match tree {
                     TreeId::MEMBERS => {
-                        let before = self.sync.stats().mismatched;
+                        let before = *self.sync.stats();
                         let r = self.sync.handle(now, from, msg, &mut self.members);
-                        let diverged = match *msg {
-                            Message::Root(_) => self.sync.stats().mismatched != before,
-                            _ => true,
-                        };
-                        if r.is_ok() && diverged {
-                            // Member tables differ: compare with another member soon. Unlike
-                            // news applied, this holds even when the exchange itself is lost.
+                        let after = *self.sync.stats();
+                        if after.wanted != before.wanted {
+                            // We are behind that peer: pull from another soon, even if the
+                            // entries themselves are lost on the way.
                             self.sync_soon(now);
+                        } else if after.mismatched != before.mismatched
+                            || after.root_described != before.root_described
+                        {
+                            self.sync_diverged(now);
+                        } else if after.in_sync != before.in_sync {
+                            self.sync_hurry = None;
                         }
                         r
                     }

@@ -210,16 +210,28 @@ impl<
         if now >= self.next_sync {
             // Members we hold dead are asked too: one that answers was only cut off, and the
             // exchange heals the partition. Left members are not.
+            let mut started = true;
             if let Some((_, to)) = self.random_peer(None, |s| s != Status::Left) {
-                self.sync.start(to, TreeId::MEMBERS);
-                self.sync.start(to, TreeId::DATA);
+                started &= self.sync.start(to, TreeId::MEMBERS);
+                started &= self.sync.start(to, TreeId::DATA);
             }
             if self.members.live() > 1 && !self.seed_is_member() {
                 // Joined a cluster, but not the seeds' one: two clusters that formed apart (a join
                 // lost on the way) merge through the seeds.
                 self.ask_seeds(false);
             }
-            self.next_sync = now.saturating_add(swim.sync_interval);
+            // An exchange refused for a full queue (a busy moment) is tried again soon; while
+            // tables differ, the next comes after the hurry, which doubles each time.
+            let wait = match (started, self.sync_hurry) {
+                (false, _) => swim.gossip_interval,
+                (true, Some(d)) => {
+                    let next = d.saturating_mul(2);
+                    self.sync_hurry = (next < swim.sync_interval).then_some(next);
+                    d
+                }
+                (true, None) => swim.sync_interval,
+            };
+            self.next_sync = now.saturating_add(wait);
         }
 
         self.relays.retain(|r| r.until > now);
@@ -241,7 +253,7 @@ impl<
                     Out::Ping { to, .. } => (to, Kind::Ping),
                     Out::Ack { to, .. } => (to, Kind::Ack),
                     Out::PingReq { to, .. } => (to, Kind::PingReq),
-                    Out::Gossip { to } | Out::Feed { to } => (to, Kind::Gossip),
+                    Out::Gossip { to } | Out::Feed { to, .. } => (to, Kind::Gossip),
                 };
                 let mut enc = Encoder::new(buf.get_mut(..limit)?, &header, kind).ok()?;
                 let fixed = match o {
@@ -254,7 +266,7 @@ impl<
                     return None;
                 }
                 match o {
-                    Out::Feed { to } => self.fill_feed(now, to, &mut enc),
+                    Out::Feed { newcomer, .. } => self.fill_feed(now, newcomer, &mut enc),
                     _ => self.fill_rumors(now, &mut enc),
                 }
                 crate::sync::Transmit {
@@ -314,7 +326,7 @@ impl<
 
     /// Our own record, then members from a random position on, as rumors: all that fit. Gone
     /// members and the newcomer itself are left out.
-    fn fill_feed(&mut self, now: Instant, to: SocketAddr, enc: &mut Encoder<'_>) {
+    fn fill_feed(&mut self, now: Instant, newcomer: NodeId, enc: &mut Encoder<'_>) {
         let retention = self.config.members.retention;
         let me = self.config.node;
         let Some(own) = self.members.me() else {
@@ -333,7 +345,7 @@ impl<
             else {
                 continue;
             };
-            if m.id() == me || m.addr() == to || m.status().is_gone() {
+            if m.id() == me || m.id() == newcomer || m.status().is_gone() {
                 continue;
             }
             if !enc.push(&Rumor::Member(m.to_wire(now, retention))) {

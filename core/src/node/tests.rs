@@ -169,11 +169,58 @@ fn a_newcomer_is_fed_the_members_within_one_round_trip() {
     c.run_until(until);
     assert_eq!(c.nodes[8].members().live(), 9);
     assert_eq!(c.status(3, 8), Some(Status::Alive));
+    // The seed fed the newcomer; the newcomer, alone until then, fed no one back.
+    assert_eq!(c.nodes[3].stats().feeds, 1);
+    assert_eq!(c.nodes[8].stats().feeds, 0);
     let joined = c.events[8]
         .iter()
         .filter(|e| matches!(e, Event::MemberJoined(_)))
         .count();
     assert_eq!(joined, 8);
+}
+
+#[test]
+fn only_newcomers_speaking_from_their_own_address_are_fed_and_feeds_are_paced() {
+    let now = Instant::from_millis(1_000);
+    let mut config = lan(ClusterId(*b"test"), NodeId(1));
+    config.sync.burst = 4;
+    config.sync.datagrams_per_sec = 10;
+    let mut n = Node::<Small>::new(config, now, addr(0), b"", 1).unwrap();
+    // A Gossip datagram from `from` whose sender `id` introduces itself at `at`.
+    let intro = |n: &mut Node<Small>, id: u64, at: SocketAddr, from: SocketAddr| {
+        let mut buf = [0u8; 1200];
+        let header = Header::new(ClusterId(*b"test"), NodeId(id));
+        let mut e = Encoder::new(&mut buf, &header, Kind::Gossip).unwrap();
+        assert!(e.push(&Rumor::Member(WireMember {
+            id: NodeId(id),
+            addr: at,
+            generation: 0,
+            version: 0,
+            status: Status::Alive,
+            meta: b"",
+            age_ms: 0,
+        })));
+        let len = e.finish();
+        n.handle_datagram(now, from, &buf[..len]).unwrap();
+    };
+    // Alone, a node has nothing to feed (this is also a joiner hearing from its seed).
+    intro(&mut n, 2, addr(1), addr(1));
+    assert_eq!(n.stats().feeds, 0);
+    // A record for one address arriving from another draws nothing to the sender.
+    intro(&mut n, 3, addr(2), addr(9));
+    assert_eq!((n.stats().feeds, n.stats().feeds_withheld), (0, 0));
+    // Twelve introductions at once: the burst is fed, the rest withheld and counted.
+    for id in 4..16 {
+        intro(&mut n, id, addr(id as usize - 1), addr(id as usize - 1));
+    }
+    assert_eq!((n.stats().feeds, n.stats().feeds_withheld), (4, 8));
+    let mut out = [0u8; 1500];
+    let mut fed = StdVec::new();
+    while let Some(t) = n.poll_transmit(now, &mut out) {
+        assert!(t.len <= 1200);
+        fed.push(t.to);
+    }
+    assert_eq!(fed, (3..7).map(addr).collect::<StdVec<_>>());
 }
 
 #[test]

@@ -32,7 +32,7 @@ pub fn log10_milli(n: u64) -> u64 {
 }
 
 /// `ms * num / den` for a small fraction (`num <= den` at most about 20,000), by a Q16 multiplier:
-/// no 64-bit division. Saturates.
+/// no 64-bit division. Caps at about 2^48 ms, far beyond any setting.
 fn scale_ms(ms: u64, num: u32, den: u32) -> u64 {
     let q16 = num
         .saturating_mul(1 << 16)

@@ -24,8 +24,8 @@ pub use rejects::Rejects;
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"td";
-/// The protocol version this build speaks.
-pub const PROTOCOL: u8 = 1;
+/// The protocol version this build speaks. 2: socket addresses as byte strings ([`addr`]).
+pub const PROTOCOL: u8 = 2;
 /// Default maximum datagram: fits a 1,280-byte IPv6 minimum MTU with room for IP and UDP headers.
 pub const DEFAULT_MAX_DATAGRAM: usize = 1200;
 /// Smallest maximum datagram that configuration accepts.
@@ -138,12 +138,13 @@ pub struct ProbeRequest {
     /// The member to probe.
     pub target: NodeId,
     /// Where it listens.
+    #[serde(with = "addr")]
     pub addr: core::net::SocketAddr,
 }
 
-/// Largest encoded [`ProbeRequest`]: seq, target and an IPv6 socket address.
-pub const PROBE_REQUEST_MAX: usize =
-    u32::POSTCARD_MAX_SIZE + NodeId::POSTCARD_MAX_SIZE + 1 + 16 + 3;
+/// Largest encoded [`ProbeRequest`]: seq, target and an IPv6 socket address ([`addr`]: a length
+/// byte and 18 bytes).
+pub const PROBE_REQUEST_MAX: usize = u32::POSTCARD_MAX_SIZE + NodeId::POSTCARD_MAX_SIZE + 1 + 18;
 
 /// A message kind byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
