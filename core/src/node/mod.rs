@@ -394,7 +394,7 @@ impl<
     /// own record and a random sample of members, as many as fit one datagram) and gossips our
     /// arrival. With a feed in hand, the rest of the member table comes from anti-entropy with
     /// random members rather than all from the seed, so a thousand nodes joining through one seed
-    /// at once agree in about a second instead of queueing behind it.
+    /// at once agree in about two seconds instead of queueing behind it.
     pub fn join(&mut self, seed: SocketAddr) {
         if !self.seeds.contains(&seed) && self.seeds.push(seed).is_err() {
             self.seeds.remove(0);
