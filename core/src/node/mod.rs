@@ -17,8 +17,15 @@
 //!
 //! Changes ride piggybacked on every probe and ack (freshest first, `retransmit_mult * log10(n)` times
 //! each) and on a gossip push to `gossip_nodes` members every gossip interval while there is news. Every
-//! sync interval the node compares its membership and data trees with one random member.
+//! sync interval the node compares its membership and data trees with one random member; while member
+//! tables differ it compares again sooner (after a gossip interval, then twice that, and so on, until
+//! a root matches).
+//!
+//! A join is an announcement and a feed: the newcomer's first datagram to its seed carries its own
+//! record, and the seed answers with a sample of members (paced, and only to the address the
+//! newcomer's record gives), so the newcomer's anti-entropy spreads over the cluster at once.
 
+mod recv;
 mod rumor;
 mod run;
 mod storage;
@@ -34,13 +41,11 @@ use suspect::Suspicion;
 use crate::config::{Config, ConfigError};
 use crate::data::{DataError, DataMap, MergeOutcome, WireEntry};
 use crate::gossip::{retransmit_limit, Broadcasts};
-use crate::indexed::each_entry;
-use crate::members::{Change, MemberError, Members, Status, WireMember};
+use crate::members::{Change, MemberError, Members, Status};
 use crate::pace::Pacer;
 use crate::rng::Rng;
-use crate::store::ByteBuf;
 use crate::sync::{Engine, EntryError, Replica, SyncError};
-use crate::wire::{self, Message, Probe, ProbeRequest, Rejects, TreeId, WireError};
+use crate::wire::{Probe, ProbeRequest, Rejects, TreeId, WireError};
 use crate::{Duration, Instant, NodeId};
 use core::net::SocketAddr;
 use heapless::{Deque, Vec};
@@ -480,289 +485,6 @@ impl<
         Ok(v)
     }
 
-    /// Handles one datagram from `from`. On error nothing changed, and the reason is counted.
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        bytes: &[u8],
-    ) -> Result<(), RecvError> {
-        self.stats.datagrams_in = self.stats.datagrams_in.saturating_add(1);
-        self.stats.bytes_in = self.stats.bytes_in.saturating_add(bytes.len() as u64);
-        let (header, msg) = match self.open(bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                self.stats.rejects.count(e);
-                return Err(RecvError::Wire(e));
-            }
-        };
-        let stranger = self.members.get(header.sender).is_none();
-        let alone = self.members.live() <= 1;
-        let r = self.dispatch(now, from, &msg);
-        if r.is_err() {
-            self.stats.refused = self.stats.refused.saturating_add(1);
-        }
-        let known = self
-            .members
-            .get(header.sender)
-            .map(|m| (m.status(), m.addr()));
-        if r.is_ok() && header.sender != self.config.node {
-            match known {
-                Some((status, addr)) if stranger && !alone && !status.is_gone() && addr == from => {
-                    self.feed(now, from, header.sender);
-                }
-                None | Some((Status::Dead, _)) => {
-                    // A stranger, or a member we hold dead that is talking (a healed partition):
-                    // compare member tables, so each side learns the other's view and refutes
-                    // what is wrong about it.
-                    self.sync.start(from, TreeId::MEMBERS);
-                }
-                Some(_) => {}
-            }
-        }
-        if alone && self.members.live() > 1 {
-            // Just joined: fetch the rest of the table from random members, soon and until a
-            // root matches ours.
-            self.sync_soon(now);
-        }
-        r
-    }
-
-    /// A newcomer introduced itself from the address its own record gives: a feed of members
-    /// lets it spread its anti-entropy over the cluster (a join storm would otherwise queue every
-    /// newcomer's whole-table exchange behind its seed). Feeds are paced like the sync engine's
-    /// answers (`SyncConfig::burst`, `datagrams_per_sec`), with a budget of their own so a busy
-    /// engine does not starve them: forged introductions draw no more than that.
-    fn feed(&mut self, now: Instant, to: SocketAddr, newcomer: NodeId) {
-        if self.out.is_full() || !self.feeds.try_take(now) {
-            self.stats.feeds_withheld = self.stats.feeds_withheld.saturating_add(1);
-            return;
-        }
-        let _ = self.out.push_back(Out::Feed { to, newcomer });
-        self.stats.feeds = self.stats.feeds.saturating_add(1);
-    }
-
-    /// Brings the next anti-entropy exchange forward to one gossip interval from `now`, and keeps
-    /// comparing after that: an exchange brought news, showed we are behind a peer, or we just
-    /// joined.
-    fn sync_soon(&mut self, now: Instant) {
-        let soon = self.config.swim.gossip_interval;
-        self.sync_hurry = Some(soon);
-        self.next_sync = self.next_sync.min(now.saturating_add(soon));
-    }
-
-    /// A peer's member table differs from ours: keep comparing, each time a little later
-    /// (`sync_hurry`), until a root matches ours or the wait reaches the sync interval. Unlike
-    /// news, this holds when exchanges are lost or refused; the doubling keeps a cluster in
-    /// constant churn from syncing at every gossip interval.
-    fn sync_diverged(&mut self, now: Instant) {
-        let wait = *self
-            .sync_hurry
-            .get_or_insert(self.config.swim.gossip_interval);
-        self.next_sync = self.next_sync.min(now.saturating_add(wait));
-    }
-
-    /// Checks the header, then the tag (with a keyring), then decodes the message.
-    fn open<'b>(&self, bytes: &'b [u8]) -> Result<(wire::Header, Message<'b>), WireError> {
-        let (cluster, max) = (self.config.cluster, self.config.sync.max_datagram);
-        let (header, rest) = wire::decode_header(bytes, cluster, max)?;
-        let message = match &self.config.auth {
-            None => rest,
-            Some(ring) => {
-                let split = bytes
-                    .len()
-                    .checked_sub(crate::auth::TAG_LEN)
-                    .ok_or(WireError::Unauthenticated)?;
-                let (signed, tag) = bytes.split_at(split);
-                if !ring.verify(signed, tag) {
-                    return Err(WireError::Unauthenticated);
-                }
-                // The tag follows the message: the message is what the header left, less the tag.
-                let len = rest
-                    .len()
-                    .checked_sub(crate::auth::TAG_LEN)
-                    .ok_or(WireError::Unauthenticated)?;
-                rest.get(..len).ok_or(WireError::Unauthenticated)?
-            }
-        };
-        Ok((header, wire::decode_message(message)?))
-    }
-
-    fn dispatch(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        msg: &Message<'_>,
-    ) -> Result<(), RecvError> {
-        match *msg {
-            Message::Ping { probe, rumors } => {
-                self.rumors(now, rumors)?;
-                if probe.target == self.config.node {
-                    let _ = self.out.push_back(Out::Ack {
-                        to: from,
-                        seq: probe.seq,
-                    });
-                }
-            }
-            Message::Ack { seq, rumors } => {
-                self.rumors(now, rumors)?;
-                self.on_ack(seq);
-            }
-            Message::PingReq { request, rumors } => {
-                self.rumors(now, rumors)?;
-                self.seq = self.seq.wrapping_add(1);
-                let relay = Relay {
-                    seq: self.seq,
-                    requester: from,
-                    their_seq: request.seq,
-                    until: now.saturating_add(self.config.swim.probe_interval),
-                };
-                if !self.out.is_full() && self.relays.push(relay).is_ok() {
-                    let probe = Probe {
-                        seq: self.seq,
-                        target: request.target,
-                    };
-                    let _ = self.out.push_back(Out::Ping {
-                        to: request.addr,
-                        probe,
-                    });
-                }
-            }
-            Message::Gossip { rumors } => self.rumors(now, rumors)?,
-            Message::Entries { tree, bytes } => self.entries(now, tree, bytes)?,
-            Message::Root(_)
-            | Message::Digests { .. }
-            | Message::Listing { .. }
-            | Message::Fetch { .. } => {
-                let tree = match *msg {
-                    Message::Root(m) => m.tree,
-                    Message::Digests { tree, .. }
-                    | Message::Listing { tree, .. }
-                    | Message::Fetch { tree, .. } => tree,
-                    _ => TreeId(u8::MAX),
-                };
-                let r = match tree {
-                    TreeId::MEMBERS => {
-                        let before = *self.sync.stats();
-                        let r = self.sync.handle(now, from, msg, &mut self.members);
-                        let after = *self.sync.stats();
-                        if after.wanted != before.wanted {
-                            // We are behind that peer: pull from another soon, even if the
-                            // entries themselves are lost on the way.
-                            self.sync_soon(now);
-                        } else if after.mismatched != before.mismatched
-                            || after.root_described != before.root_described
-                        {
-                            self.sync_diverged(now);
-                        } else if after.in_sync != before.in_sync {
-                            self.sync_hurry = None;
-                        }
-                        r
-                    }
-                    TreeId::DATA => self.sync.handle(now, from, msg, &mut self.data),
-                    _ => Err(SyncError::BadNode),
-                };
-                r.map_err(RecvError::Sync)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks every rumor, then applies them all.
-    fn rumors(&mut self, now: Instant, bytes: &[u8]) -> Result<(), RecvError> {
-        each_entry(
-            bytes,
-            |r: Rumor<'_>| match r {
-                Rumor::Member(m) => self.members.check(&m),
-                Rumor::Data(e) => self.data.check(&e),
-                Rumor::Suspect(_) => Ok(()),
-            },
-            EntryError::Malformed,
-        )
-        .map_err(RecvError::Rumor)?;
-        let _ = each_entry(
-            bytes,
-            |r: Rumor<'_>| {
-                match r {
-                    Rumor::Member(m) => {
-                        self.apply_member(now, &m);
-                    }
-                    Rumor::Data(e) => {
-                        self.apply_data(now, &e);
-                    }
-                    Rumor::Suspect(c) => self.apply_suspect(now, &c),
-                }
-                Ok::<(), ()>(())
-            },
-            (),
-        );
-        Ok(())
-    }
-
-    fn entries(&mut self, now: Instant, tree: TreeId, bytes: &[u8]) -> Result<(), RecvError> {
-        let bad = |e| RecvError::Sync(SyncError::Entry(e));
-        let mut news = false;
-        match tree {
-            TreeId::MEMBERS => {
-                self.members.check_entries(bytes).map_err(bad)?;
-                let _ = each_entry(
-                    bytes,
-                    |m: WireMember<'_>| {
-                        news |= self.apply_member(now, &m);
-                        Ok::<(), ()>(())
-                    },
-                    (),
-                );
-            }
-            TreeId::DATA => {
-                self.data.check_entries(bytes).map_err(bad)?;
-                let _ = each_entry(
-                    bytes,
-                    |e: WireEntry<'_>| {
-                        news |= self.apply_data(now, &e);
-                        Ok::<(), ()>(())
-                    },
-                    (),
-                );
-            }
-            _ => return Err(RecvError::Sync(SyncError::BadNode)),
-        }
-        if news {
-            // Anti-entropy found a difference: the cluster is diverged (a healed partition, a
-            // restart), so compare with another member soon rather than a whole interval later.
-            self.sync_soon(now);
-        }
-        Ok(())
-    }
-
-    /// Merges one member claim; whether it changed anything.
-    fn apply_member(&mut self, now: Instant, m: &WireMember<'_>) -> bool {
-        match self.members.merge(now, m) {
-            Ok(Some(change)) => {
-                let h = self.members.hash_of(m.id);
-                self.spread(TreeId::MEMBERS, h);
-                self.on_change(now, m.id, change);
-                return true;
-            }
-            Ok(None) => {}
-            Err(_) => {}
-        }
-        false
-    }
-
-    /// Merges one data entry; whether it changed anything.
-    fn apply_data(&mut self, now: Instant, e: &WireEntry<'_>) -> bool {
-        if let Ok(MergeOutcome::Applied) = self.data.merge(now, e) {
-            let h = self.data.hash_of(e.key);
-            self.spread(TreeId::DATA, h);
-            if let Some(k) = S::Key::from_slice(e.key) {
-                self.event(Event::DataChanged(k));
-            }
-            return true;
-        }
-        false
-    }
-
     pub(super) fn on_change(&mut self, now: Instant, id: NodeId, change: Change) {
         if !matches!(change, Change::Suspected) {
             self.suspicions.retain(|s| s.id != id);
@@ -790,24 +512,6 @@ impl<
             Change::Forgotten => return,
         };
         self.event(event);
-    }
-
-    fn on_ack(&mut self, seq: u32) {
-        if let Some(p) = self.probing.as_mut().filter(|p| p.seq == seq) {
-            p.acked = true;
-            return;
-        }
-        if let Some((_, acked)) = self.leave.as_mut().filter(|l| l.0 == seq) {
-            *acked = true;
-            return;
-        }
-        if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {
-            let r = self.relays.swap_remove(i);
-            let _ = self.out.push_back(Out::Ack {
-                to: r.requester,
-                seq: r.their_seq,
-            });
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::tree::tree_size;
+use crate::members::WireMember;
 use crate::wire::{Encoder, Header, Kind, TAG_RESERVE};
 use crate::ClusterId;
 use std::vec;
