@@ -1,8 +1,8 @@
 //! A small cluster in simulated time, on an in-memory network.
 
 use super::*;
-use crate::tree::tree_size;
 use crate::members::WireMember;
+use crate::tree::tree_size;
 use crate::wire::{Encoder, Header, Kind, TAG_RESERVE};
 use crate::ClusterId;
 use std::vec;
