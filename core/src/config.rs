@@ -260,6 +260,7 @@ impl Config {
                 max_key_len: 32,
                 max_value_len: 128,
                 tombstone_grace: Duration::from_secs(3600),
+                ..DataConfig::default()
             },
             data_depth: 1,
             members_depth: 1,

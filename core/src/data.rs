@@ -1,9 +1,12 @@
 //! The data plane: a replicated last-writer-wins map.
 //!
-//! Every write gets a [`Version`] of (Lamport counter, writer id, writer generation), unique in the
-//! cluster and ordered the same way on every node, so the newest write wins everywhere regardless of the
-//! order copies arrive in. A delete is a write too: it leaves a tombstone that travels like any entry
-//! and is collected `tombstone_grace` after the delete. Tombstones carry their age on the wire, so every
+//! Every write gets a [`Version`] of (clock, writer id, writer generation), unique in the cluster and
+//! ordered the same way on every node, so the newest write wins everywhere regardless of the order
+//! copies arrive in. The clock is a hybrid logical clock ([`crate::clock`]): with a wall clock given
+//! by [`DataMap::set_wall_clock`], a write made later in real time wins; without one, a Lamport
+//! counter. A delete is a write too, whether or not this replica holds the key: it leaves a tombstone
+//! that travels like any entry, so a delete that follows a write stays a delete everywhere, and it is
+//! collected `tombstone_grace` after the delete. Tombstones carry their age on the wire, so every
 //! replica collects a tombstone at about the same moment; a replica cut off for longer than the grace
 //! period can bring a deleted value back, so the grace period must outlast the longest partition.
 //!
@@ -20,8 +23,15 @@
 //! assert_eq!(map.get(b"colour"), Some(&b"blue"[..]));
 //! map.delete(now, b"colour").unwrap();
 //! assert_eq!(map.get(b"colour"), None);
+//! // A write in two steps, for a caller that must make it durable in between: the version is
+//! // reserved, nothing else changes until `apply`.
+//! let v = map.prepare(now, b"colour", Some(b"green")).unwrap();
+//! assert_eq!(map.get(b"colour"), None);
+//! map.apply(now, b"colour", Some(b"green"), v).unwrap();
+//! assert_eq!(map.get(b"colour"), Some(&b"green"[..]));
 //! ```
 
+use crate::clock::WriteClock;
 use crate::hash::{DigestKey, EntryDigest};
 use crate::indexed::{each_entry, Digested, Indexed};
 use crate::store::{ByteBuf, HeaplessTable, Table};
@@ -42,6 +52,9 @@ pub struct DataConfig {
     pub max_value_len: usize,
     /// How long a tombstone is kept after its delete.
     pub tombstone_grace: Duration,
+    /// With a wall clock: how far ahead of it a peer's version may be before it is refused
+    /// ([`crate::clock`]). Refused writes are accepted once real time catches up with them.
+    pub max_clock_ahead: Duration,
 }
 
 impl Default for DataConfig {
@@ -50,6 +63,7 @@ impl Default for DataConfig {
             max_key_len: 64,
             max_value_len: 1024,
             tombstone_grace: Duration::from_secs(24 * 3600),
+            max_clock_ahead: Duration::from_secs(60),
         }
     }
 }
@@ -67,14 +81,12 @@ pub enum DataError {
     Full,
     /// The tree buffer's size is not a valid tree size.
     BadTree(BadTreeSize),
-    /// The Lamport counter reached its end; no newer version can be made.
+    /// The clock reached [`crate::clock::MAX_MAJOR`]; no newer version can be made.
     ClockExhausted,
+    /// A newer write of this key arrived between [`DataMap::prepare`] and [`DataMap::apply`]: the
+    /// prepared write lost to it (last writer wins) and changed nothing.
+    Superseded,
 }
-
-/// How far ahead of our Lamport counter a peer's version may be. Counters advance by one per write,
-/// so an honest cluster never comes near; a larger jump is refused so that one bad datagram cannot
-/// exhaust every replica's counter.
-pub const MAX_CLOCK_JUMP: u64 = 1 << 40;
 
 /// Counters of a [`DataMap`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -161,13 +173,24 @@ pub enum MergeOutcome {
     Full,
 }
 
+/// Where a merged write comes from: what is checked and counted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// This node's own write ([`DataMap::apply`]).
+    Local,
+    /// A peer's write: bounded by the clock's limit.
+    Peer,
+    /// This node's own durable storage at startup.
+    Disk,
+}
+
 /// A replicated last-writer-wins map over a [`Table`] backend and a digest tree.
 pub struct DataMap<K, V, T, B> {
     index: Indexed<T, B>,
     key: DigestKey,
     writer: NodeId,
     generation: u32,
-    clock: u64,
+    clock: WriteClock,
     live: usize,
     config: DataConfig,
     next_collect: Option<Instant>,
@@ -270,7 +293,7 @@ where
             key,
             writer,
             generation,
-            clock: 0,
+            clock: WriteClock::new(),
             live: 0,
             config,
             next_collect: None,
@@ -321,48 +344,94 @@ where
         &self.stats
     }
 
-    /// The Lamport counter of the last write seen.
+    /// The largest clock value made or seen: the `major` of every new write is above it. Persist it
+    /// with the data, and give it back to [`Self::observe_clock`] after a restart.
     pub fn clock(&self) -> u64 {
-        self.clock
+        self.clock.last()
     }
 
-    /// Restores the Lamport counter (after a restart, from persisted state) so new writes order after
+    /// Moves the clock past `major` (after a restart, from persisted state) so new writes order after
     /// old ones.
-    pub fn observe_clock(&mut self, counter: u64) {
-        self.clock = self.clock.max(counter);
+    pub fn observe_clock(&mut self, major: u64) {
+        self.clock.observe(major);
+    }
+
+    /// Tells the map that `now` is `unix_us` (Unix microseconds) on the wall clock: versions follow
+    /// real time from then on ([`crate::clock`]). Call it again whenever the wall clock may have been
+    /// stepped, or before each write for versions precise to the microsecond.
+    pub fn set_wall_clock(&mut self, now: Instant, unix_us: u64) {
+        self.clock
+            .set_wall_clock(now, unix_us, self.config.max_clock_ahead);
     }
 
     /// Sets `key` to `value`, returning the write's version.
     pub fn set(&mut self, now: Instant, key: &[u8], value: &[u8]) -> Result<Version, DataError> {
-        if value.len() > self.config.max_value_len {
-            return Err(DataError::ValueTooLong);
-        }
-        let v = V::from_slice(value).ok_or(DataError::ValueTooLong)?;
-        self.write(now, key, Some(v))
+        let v = self.prepare(now, key, Some(value))?;
+        self.apply(now, key, Some(value), v)
     }
 
-    /// Deletes `key`, leaving a tombstone; `None` if it was not live.
-    pub fn delete(&mut self, now: Instant, key: &[u8]) -> Result<Option<Version>, DataError> {
-        if self.get(key).is_none() {
-            return Ok(None);
-        }
-        self.write(now, key, None).map(Some)
+    /// Deletes `key`: a tombstone with a fresh version, whether or not the key is held here (a delete
+    /// of a write that has not arrived yet must still win over it).
+    pub fn delete(&mut self, now: Instant, key: &[u8]) -> Result<Version, DataError> {
+        let v = self.prepare(now, key, None)?;
+        self.apply(now, key, None, v)
     }
 
-    fn write(&mut self, now: Instant, key: &[u8], value: Option<V>) -> Result<Version, DataError> {
-        if key.len() > self.config.max_key_len {
+    /// Checks a local write of `value` (`None`: a delete) to `key` and reserves its version, above
+    /// every version seen. Nothing else changes: the write takes effect with [`Self::apply`], which a
+    /// caller calls once the write is durable, or never (a reserved version left unused is harmless).
+    pub fn prepare(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Version, DataError> {
+        if key.len() > self.config.max_key_len || key.len() > K::CAPACITY {
             return Err(DataError::KeyTooLong);
         }
-        let k = K::from_slice(key).ok_or(DataError::KeyTooLong)?;
-        let counter = self.clock.checked_add(1).ok_or(DataError::ClockExhausted)?;
-        let version = Version::new(counter, self.writer.0, self.generation);
-        let expires = now.saturating_add(self.config.tombstone_grace);
-        let hash = self.hash(&k);
-        self.store(hash, k, version, value, expires)
-            .map_err(|_| DataError::Full)?;
-        self.clock = version.major;
-        self.stats.local_writes = self.stats.local_writes.saturating_add(1);
-        Ok(version)
+        if value.is_some_and(|v| v.len() > self.config.max_value_len || v.len() > V::CAPACITY) {
+            return Err(DataError::ValueTooLong);
+        }
+        let table = self.index.table();
+        if table.len() >= table.capacity() && self.record(key).is_none() {
+            return Err(DataError::Full);
+        }
+        let major = self.clock.peek_next(now).ok_or(DataError::ClockExhausted)?;
+        self.clock.observe(major);
+        Ok(Version::new(major, self.writer.0, self.generation))
+    }
+
+    /// Applies a write prepared by [`Self::prepare`] with `version`. `Superseded` if a newer write of
+    /// the key arrived meanwhile; then nothing changed.
+    pub fn apply(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: Option<&[u8]>,
+        version: Version,
+    ) -> Result<Version, DataError> {
+        let entry = WireEntry {
+            key,
+            version,
+            value: value.map_or(WireValue::Deleted { age_ms: 0 }, WireValue::Live),
+        };
+        match self.merge_entry(now, &entry, Origin::Local) {
+            Ok(MergeOutcome::Applied) => Ok(version),
+            Ok(MergeOutcome::Stale) => Err(DataError::Superseded),
+            Ok(MergeOutcome::Full) => Err(DataError::Full),
+            Err(EntryError::ValueTooLong) => Err(DataError::ValueTooLong),
+            Err(_) => Err(DataError::KeyTooLong),
+        }
+    }
+
+    /// Loads one entry from this node's own durable storage: merged like a peer's write, except
+    /// that no version is too far ahead (the node wrote or accepted it before).
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        entry: &WireEntry<'_>,
+    ) -> Result<MergeOutcome, EntryError> {
+        self.merge_entry(now, entry, Origin::Disk)
     }
 
     /// Stores a record that is known to be newer than ours.
@@ -394,13 +463,11 @@ where
     }
 
     /// Whether a write from a peer could be merged: checked before anything of its datagram is applied.
-    pub fn check(&self, e: &WireEntry<'_>) -> Result<(), EntryError> {
+    pub fn check(&self, now: Instant, e: &WireEntry<'_>) -> Result<(), EntryError> {
         let c = &self.config;
         match e.value {
             _ if e.key.len() > c.max_key_len => Err(EntryError::KeyTooLong),
-            _ if e.version.major > self.clock.saturating_add(MAX_CLOCK_JUMP) => {
-                Err(EntryError::VersionTooFar)
-            }
+            _ if e.version.major > self.clock.limit(now) => Err(EntryError::VersionTooFar),
             WireValue::Live(v) if v.len() > c.max_value_len => Err(EntryError::ValueTooLong),
             _ => Ok(()),
         }
@@ -441,17 +508,28 @@ where
         now: Instant,
         entry: &WireEntry<'_>,
     ) -> Result<MergeOutcome, EntryError> {
+        self.merge_entry(now, entry, Origin::Peer)
+    }
+
+    fn merge_entry(
+        &mut self,
+        now: Instant,
+        entry: &WireEntry<'_>,
+        origin: Origin,
+    ) -> Result<MergeOutcome, EntryError> {
         if entry.key.len() > self.config.max_key_len {
             return Err(EntryError::KeyTooLong);
         }
         let hash = self.hash(entry.key);
-        if entry.version.major > self.clock.saturating_add(MAX_CLOCK_JUMP) {
+        if origin == Origin::Peer && entry.version.major > self.clock.limit(now) {
             return Err(EntryError::VersionTooFar);
         }
-        self.clock = self.clock.max(entry.version.major);
+        self.clock.observe(entry.version.major);
         if let Some(ours) = self.index.get(hash) {
             if !wins(entry, ours) {
-                self.stats.stale = self.stats.stale.saturating_add(1);
+                if origin != Origin::Local {
+                    self.stats.stale = self.stats.stale.saturating_add(1);
+                }
                 return Ok(MergeOutcome::Stale);
             }
         }
@@ -489,7 +567,11 @@ where
         let key = K::from_slice(entry.key).ok_or(EntryError::KeyTooLong)?;
         match self.store(hash, key, entry.version, value, expires) {
             Ok(()) => {
-                self.stats.applied = self.stats.applied.saturating_add(1);
+                let counter = match origin {
+                    Origin::Local => &mut self.stats.local_writes,
+                    Origin::Peer | Origin::Disk => &mut self.stats.applied,
+                };
+                *counter = counter.saturating_add(1);
                 Ok(MergeOutcome::Applied)
             }
             Err(()) => {
@@ -574,10 +656,10 @@ where
         }
     }
 
-    fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError> {
+    fn check_entries(&self, now: Instant, bytes: &[u8]) -> Result<usize, EntryError> {
         each_entry(
             bytes,
-            |e: WireEntry<'_>| self.check(&e),
+            |e: WireEntry<'_>| self.check(now, &e),
             EntryError::Malformed,
         )
     }
@@ -726,7 +808,6 @@ mod tests {
         let v2 = m.set(t, b"k", b"two").unwrap();
         assert!(v2 > v1 && v2.minor == 7);
         assert_eq!(m.get(b"k"), Some(&b"two"[..]));
-        assert_eq!(m.delete(t, b"missing"), Ok(None));
         for i in 0..63u8 {
             m.set(t, &[i, 1], b"x").unwrap();
         }
@@ -744,6 +825,96 @@ mod tests {
         )
         .unwrap();
         assert!(m.set(t, b"k", b"mine").unwrap() > theirs);
+    }
+
+    #[test]
+    fn a_delete_of_a_key_not_held_yet_still_wins_over_the_write_it_follows() {
+        let mut writer = map(1);
+        let mut deleter = map(2);
+        let t = Instant::ZERO;
+        let put = writer.set(t, b"k", b"v").unwrap();
+        // The deleter has seen the writer's clock (gossip of anything), but not this key.
+        deleter.observe_clock(put.major);
+        let del = deleter.delete(t, b"k").unwrap();
+        assert!(del > put);
+        assert_eq!(deleter.records().count(), 1);
+        let late = WireEntry {
+            key: b"k",
+            version: put,
+            value: WireValue::Live(b"v"),
+        };
+        assert_eq!(deleter.merge(t, &late), Ok(MergeOutcome::Stale));
+        assert_eq!(deleter.get(b"k"), None);
+    }
+
+    #[test]
+    fn a_prepared_write_changes_nothing_until_applied_and_loses_to_a_newer_one_meanwhile() {
+        let mut m = map(1);
+        let t = Instant::ZERO;
+        let root = m.root();
+        let v = m.prepare(t, b"k", Some(b"mine")).unwrap();
+        assert_eq!(
+            (m.get(b"k"), m.root(), m.stats().local_writes),
+            (None, root, 0)
+        );
+        // Never applied (the commit failed): the next write still gets a fresh version.
+        assert!(m.prepare(t, b"k", Some(b"again")).unwrap() > v);
+        let v = m.prepare(t, b"j", Some(b"mine")).unwrap();
+        let newer = Version::new(v.major + 5, 9, 0);
+        m.merge(
+            t,
+            &WireEntry {
+                key: b"j",
+                version: newer,
+                value: WireValue::Live(b"theirs"),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            m.apply(t, b"j", Some(b"mine"), v),
+            Err(DataError::Superseded)
+        );
+        assert_eq!(m.get(b"j"), Some(&b"theirs"[..]));
+        assert_eq!(m.prepare(t, &[0; 17], None), Err(DataError::KeyTooLong));
+        assert_eq!(
+            m.prepare(t, b"k", Some(&[0; 17])),
+            Err(DataError::ValueTooLong)
+        );
+    }
+
+    #[test]
+    fn with_a_wall_clock_a_later_write_wins_whatever_the_counters_say() {
+        // Node 1 has written a lot (a high Lamport counter would win); node 2 writes later in real
+        // time and wins.
+        let mut busy = map(1);
+        let mut late = map(2);
+        let start = 1_796_000_000_000_000;
+        busy.set_wall_clock(Instant::ZERO, start);
+        late.set_wall_clock(Instant::ZERO, start);
+        let mut first = Version::default();
+        for i in 0..50u8 {
+            first = busy.set(Instant::ZERO, b"x", &[i]).unwrap();
+        }
+        let second = late.set(Instant::from_millis(3), b"x", b"later").unwrap();
+        assert!(second > first);
+        assert_eq!(second.major >> crate::clock::COUNTER_BITS, start + 3_000);
+        // A version a day ahead of our wall clock is refused; the clock is untouched.
+        let ahead = WireEntry {
+            key: b"y",
+            version: Version::new((start + 86_400_000_000) << crate::clock::COUNTER_BITS, 3, 0),
+            value: WireValue::Live(b"v"),
+        };
+        let before = late.clock();
+        assert_eq!(
+            late.merge(Instant::from_millis(3), &ahead),
+            Err(EntryError::VersionTooFar)
+        );
+        assert_eq!(late.clock(), before);
+        // From disk it is trusted: this node accepted it before a restart.
+        assert_eq!(
+            late.restore(Instant::from_millis(3), &ahead),
+            Ok(MergeOutcome::Applied)
+        );
     }
 
     #[test]
@@ -789,17 +960,20 @@ mod tests {
     }
 
     #[test]
-    fn a_version_far_in_the_future_is_refused() {
+    fn a_version_beyond_the_clock_ceiling_is_refused() {
         let mut m = map(1);
         let far = WireEntry {
             key: b"x",
-            version: Version::new(u64::MAX, 1, 0),
+            version: Version::new(crate::clock::MAX_MAJOR + 1, 1, 0),
             value: WireValue::Live(b"v"),
         };
         assert_eq!(m.merge(Instant::ZERO, &far), Err(EntryError::VersionTooFar));
         let mut buf = [0u8; 64];
         let n = postcard::to_slice(&far, &mut buf).unwrap().len();
-        assert_eq!(m.check_entries(&buf[..n]), Err(EntryError::VersionTooFar));
+        assert_eq!(
+            m.check_entries(Instant::ZERO, &buf[..n]),
+            Err(EntryError::VersionTooFar)
+        );
         assert!(m.set(Instant::ZERO, b"k", b"v").unwrap().major < 10);
     }
 
@@ -821,7 +995,7 @@ mod tests {
         let n1 = postcard::to_slice(&ok, &mut buf).unwrap().len();
         let n2 = postcard::to_slice(&big, &mut buf[n1..]).unwrap().len();
         assert_eq!(
-            m.check_entries(&buf[..n1 + n2]),
+            m.check_entries(Instant::ZERO, &buf[..n1 + n2]),
             Err(EntryError::ValueTooLong)
         );
         assert_eq!(m.records().count(), 0);

@@ -17,6 +17,7 @@
 //! - [`sync`]: the anti-entropy [`sync::Engine`] that drills down differing trees and ships only the
 //!   entries that differ, over any [`sync::Replica`].
 //! - [`data`]: the replicated last-writer-wins map.
+//! - [`clock`]: the hybrid logical clock that versions its writes.
 //! - [`members`]: the member table: statuses, generations, refutation and tombstones.
 //! - [`node`]: the [`node::Node`] state machine that composes them all.
 //! - [`gossip`]: the bounded queue of changes piggybacked on outgoing datagrams.
@@ -48,6 +49,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod data;
 pub mod gossip;

@@ -49,7 +49,7 @@ pub trait Replica {
     fn encode_entry(&self, now: Instant, hash: u64, enc: &mut Encoder<'_>) -> Encoded;
     /// Checks a run of encoded entries without applying any: the number of entries, or why the run
     /// must be refused as a whole.
-    fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError>;
+    fn check_entries(&self, now: Instant, bytes: &[u8]) -> Result<usize, EntryError>;
     /// Applies a run that [`Replica::check_entries`] accepted; newest wins per entry.
     fn merge_entries(&mut self, now: Instant, bytes: &[u8]) -> Merged;
 }
@@ -194,6 +194,23 @@ pub struct SyncStats {
     pub refused: u64,
 }
 
+/// What one sync message showed, as [`Engine::handle`] returns it: the caller decides from this when
+/// to compare again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Handled {
+    /// The peer's root equalled ours: the replicas were identical when it was sent.
+    pub in_sync: bool,
+    /// The peer's root differed from ours: a drill-down started.
+    pub mismatched: bool,
+    /// The peer described our root back to us: it found our replicas differ.
+    pub described: bool,
+    /// Entries are newer on the peer, or only there: this replica is behind and fetches them.
+    pub behind: bool,
+    /// Entries applied from the peer.
+    pub applied: u32,
+}
+
 /// A datagram written by [`Engine::poll_transmit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transmit {
@@ -271,14 +288,15 @@ impl<const TASKS: usize> Engine<TASKS> {
         self.enqueue(to, tree, Work::Root { reply: true })
     }
 
-    /// Handles one sync message from `from` about `replica`. On error nothing changed.
+    /// Handles one sync message from `from` about `replica`, and says what it showed. On error
+    /// nothing changed.
     pub fn handle(
         &mut self,
         now: Instant,
         from: SocketAddr,
         msg: &Message<'_>,
         replica: &mut dyn Replica,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Handled, SyncError> {
         let r = self.dispatch(now, from, msg, replica);
         if r.is_err() {
             self.stats.refused = self.stats.refused.saturating_add(1);
@@ -292,7 +310,8 @@ impl<const TASKS: usize> Engine<TASKS> {
         from: SocketAddr,
         msg: &Message<'_>,
         replica: &mut dyn Replica,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Handled, SyncError> {
+        let mut handled = Handled::default();
         let shape = replica.tree().shape();
         match *msg {
             Message::Root(m) => {
@@ -301,11 +320,13 @@ impl<const TASKS: usize> Engine<TASKS> {
                 }
                 if m.root == replica.tree().root().hash {
                     self.stats.in_sync = self.stats.in_sync.saturating_add(1);
+                    handled.in_sync = true;
                     if m.reply {
                         self.enqueue(from, m.tree, Work::Root { reply: false });
                     }
                 } else {
                     self.stats.mismatched = self.stats.mismatched.saturating_add(1);
+                    handled.mismatched = true;
                     self.enqueue(from, m.tree, describe(0, 1));
                 }
             }
@@ -318,6 +339,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                 }
                 if items.into_iter().any(|i| i.node == 0) {
                     self.stats.root_described = self.stats.root_described.saturating_add(1);
+                    handled.described = true;
                 }
                 for item in items {
                     let ours = replica.tree().children(item.node).unwrap_or_default();
@@ -342,6 +364,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                     |h: &GroupHead| h.node == 0 && h.part.is_none_or(|p| p.0 == [0; 8]);
                 if groups.groups().any(|(h, _)| whole_root(&h)) {
                     self.stats.root_described = self.stats.root_described.saturating_add(1);
+                    handled.described = true;
                 }
                 let mut plan = Plan::new(from, tree);
                 for (head, summaries) in groups.groups() {
@@ -350,6 +373,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                         break;
                     }
                 }
+                handled.behind = plan.pulled;
                 plan.flush(self);
             }
             Message::Fetch { tree, hashes } => {
@@ -368,14 +392,17 @@ impl<const TASKS: usize> Engine<TASKS> {
                 return Err(SyncError::NotSync);
             }
             Message::Entries { bytes, .. } => {
-                replica.check_entries(bytes).map_err(SyncError::Entry)?;
+                replica
+                    .check_entries(now, bytes)
+                    .map_err(SyncError::Entry)?;
                 let m = replica.merge_entries(now, bytes);
                 self.stats.applied = self.stats.applied.saturating_add(u64::from(m.applied));
                 self.stats.stale = self.stats.stale.saturating_add(u64::from(m.stale));
                 self.stats.full = self.stats.full.saturating_add(u64::from(m.full));
+                handled.applied = m.applied;
             }
         }
-        Ok(())
+        Ok(handled)
     }
 
     /// The table of the next datagram, so a node with several tables knows which to pass to
@@ -719,6 +746,8 @@ struct Plan {
     tree: TreeId,
     send: Vec<u64, HASHES_PER_TASK>,
     fetch: Vec<u64, HASHES_PER_TASK>,
+    /// Whether anything was planned for fetching: the peer is ahead.
+    pulled: bool,
 }
 
 impl Plan {
@@ -728,6 +757,7 @@ impl Plan {
             tree,
             send: Vec::new(),
             fetch: Vec::new(),
+            pulled: false,
         }
     }
 
@@ -746,6 +776,7 @@ impl Plan {
     /// Plans to fetch `hash`; false once the engine's queue is full.
     fn pull<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
         engine.stats.wanted = engine.stats.wanted.saturating_add(1);
+        self.pulled = true;
         add(
             engine,
             (self.to, self.tree),

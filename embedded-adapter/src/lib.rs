@@ -79,7 +79,7 @@ enum Request<const KEY: usize, const VALUE: usize> {
 
 enum Reply<const VALUE: usize, const MEMBERS: usize> {
     Set(Result<Version, DataError>),
-    Delete(Result<Option<Version>, DataError>),
+    Delete(Result<Version, DataError>),
     Get(Option<Vec<u8, VALUE>>),
     Members(Vec<MemberInfo, MEMBERS>),
     Leave(Result<(), MemberError>),
@@ -179,8 +179,8 @@ impl<'a, M: RawMutex, const KEY: usize, const VALUE: usize, const MEMBERS: usize
         }
     }
 
-    /// Deletes `key`; `None` if it was not set.
-    pub async fn delete(&self, key: &[u8]) -> Result<Option<Version>, Error> {
+    /// Deletes `key`: a tombstone with a fresh version, whether or not this node holds the key.
+    pub async fn delete(&self, key: &[u8]) -> Result<Version, Error> {
         match self.ask(Request::Delete(Self::key(key)?)).await {
             Reply::Delete(r) => r.map_err(Error::Data),
             _ => Err(Error::Internal),

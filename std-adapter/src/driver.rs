@@ -1,9 +1,10 @@
 //! The driver task: datagrams, timers and commands in; datagrams, events and replies out.
 
-use crate::durable::{unix_ms, DataDir, Saved};
+use crate::commits::{Commits, Pending, Reply};
+use crate::store::{unix_ms, unix_us, OpenError, Opened, Store};
 use crate::{
-    status_name, Agent, AgentConfig, AgentError, AgentEvent, Command, Handle, LeaveOutcome,
-    MemberInfo, Metrics, StartError,
+    status_name, Agent, AgentConfig, AgentError, AgentEvent, Command, Deleted, Handle,
+    LeaveOutcome, MemberInfo, Metrics, Readiness, StartError,
 };
 use std::time::Duration;
 use tidings::members::Status;
@@ -16,11 +17,11 @@ type AgentNode = Node<AllocStorage>;
 
 pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     let mut node_config = config.node;
-    let mut dir = match &config.data_dir {
+    let opened = match &config.data_dir {
         Some(path) => {
-            let d = DataDir::open(path).map_err(StartError::DataDir)?;
-            node_config.generation = d.next_generation().map_err(StartError::DataDir)?;
-            Some(d)
+            let o = Store::open(path, config.recover).map_err(StartError::DataDir)?;
+            node_config.generation = o.generation;
+            Some(o)
         }
         None => None,
     };
@@ -38,20 +39,26 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         seed,
     )
     .map_err(StartError::Node)?;
-    if let Some(d) = dir.as_mut() {
-        let records = d.load().map_err(StartError::DataDir)?;
-        let now_ms = unix_ms();
-        let mut restored = 0usize;
-        for r in &records {
-            if node
-                .restore(tidings::Instant::ZERO, &r.to_wire(now_ms))
-                .is_ok()
-            {
-                restored += 1;
+    node.set_wall_clock(tidings::Instant::ZERO, unix_us());
+    let mut recovering = false;
+    let commits = match opened {
+        Some(o) => {
+            for file in &o.moved_aside {
+                tracing::warn!(file = %file.display(), "damaged data moved aside");
             }
+            restore(&mut node, &o)?;
+            recovering = o.recovering;
+            if recovering {
+                tracing::warn!(
+                    dir = %o.store.path().display(),
+                    "recovering: this node's data is refilled from its peers; not ready until a \
+                     peer's data matches ours"
+                );
+            }
+            Some(Commits::new(o.store))
         }
-        tracing::info!(dir = %d.path().display(), restored, "restored data");
-    }
+        None => None,
+    };
     for &seed in &config.seeds {
         node.join(seed);
     }
@@ -74,7 +81,8 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         node,
         socket,
         epoch,
-        dir,
+        commits,
+        recovering,
         events,
         send_errors: 0,
         leaving: None,
@@ -88,15 +96,62 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     })
 }
 
+/// Loads the stored records into the node. A record the node refuses (its limits were lowered
+/// since it was written) stops the start: dropping it would lose it silently.
+fn restore(node: &mut AgentNode, o: &Opened) -> Result<(), StartError> {
+    node.observe_clock(o.clock);
+    let now_ms = unix_ms();
+    let mut refused = 0usize;
+    for r in &o.records {
+        if node
+            .restore(tidings::Instant::ZERO, &r.to_wire(now_ms))
+            .is_err()
+        {
+            refused += 1;
+        }
+    }
+    if refused > 0 {
+        let path = o.store.path().join(crate::store::DATA_FILE);
+        return Err(StartError::DataDir(OpenError::Damaged {
+            path,
+            detail: format!(
+                "{refused} records do not fit this node's key and value limits; start with the \
+                 limits they were written under"
+            ),
+        }));
+    }
+    tracing::info!(
+        dir = %o.store.path().display(),
+        records = o.records.len(),
+        live = node.data().len(),
+        "restored data"
+    );
+    Ok(())
+}
+
 struct Driver {
     node: AgentNode,
     socket: UdpSocket,
     epoch: Clock,
-    dir: Option<DataDir>,
+    /// With a data directory: the writes on their way to disk.
+    commits: Option<Commits>,
+    /// The data is being refilled from peers (`--recover`).
+    recovering: bool,
     events: broadcast::Sender<AgentEvent>,
     send_errors: u64,
     leaving: Option<(Clock, oneshot::Sender<Result<LeaveOutcome, AgentError>>)>,
     out: Vec<u8>,
+}
+
+/// How often the wall clock is given to the node and peers' writes are considered for a commit.
+const TICK: Duration = Duration::from_millis(50);
+
+/// The commit on disk, if any.
+async fn committed(commits: &mut Option<Commits>) -> std::io::Result<crate::store::Committed> {
+    match commits {
+        Some(c) => c.done().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver {
@@ -110,7 +165,7 @@ impl Driver {
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 65_536];
-        let mut flush = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(TICK);
         loop {
             let wake = self.node.poll_timeout().map_or_else(
                 || Clock::now() + Duration::from_secs(3600),
@@ -135,10 +190,19 @@ impl Driver {
                     let now = self.now();
                     self.node.handle_timeout(now);
                 }
-                _ = flush.tick() => self.flush_data(),
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.node.set_wall_clock(now, unix_us());
+                }
+                r = committed(&mut self.commits) => {
+                    let now = self.now();
+                    if let Some(c) = self.commits.as_mut() {
+                        c.finish(now, r, &mut self.node);
+                    }
+                }
                 cmd = commands.recv() => match cmd {
                     Some(Command::Shutdown) | None => {
-                        self.flush_data();
+                        self.flush().await;
                         tracing::info!("agent stopped");
                         return;
                     }
@@ -146,6 +210,11 @@ impl Driver {
                 },
             }
             self.drain().await;
+            self.check_recovered();
+            let now = self.now();
+            if let Some(c) = self.commits.as_mut() {
+                c.start(now, &self.node);
+            }
             if let Some((until, _)) = &self.leaving {
                 let outcome = if self.node.members().live() <= 1 {
                     Some(LeaveOutcome::Alone)
@@ -158,7 +227,7 @@ impl Driver {
                 };
                 if let Some((outcome, Some((_, reply)))) = outcome.map(|o| (o, self.leaving.take()))
                 {
-                    self.flush_data();
+                    self.flush().await;
                     tracing::info!(?outcome, "left the cluster");
                     let _ = reply.send(Ok(outcome));
                     return;
@@ -177,8 +246,8 @@ impl Driver {
             }
         }
         while let Some(event) = self.node.poll_event() {
-            if let Event::DataChanged(key) = &event {
-                let _ = self.persist(key, false);
+            if let (Event::DataChanged(key), Some(c)) = (&event, self.commits.as_mut()) {
+                c.peer_changed(key.clone());
             }
             match &event {
                 Event::DataChanged(_) => tracing::trace!(?event),
@@ -189,65 +258,86 @@ impl Driver {
         }
     }
 
-    fn persist(&mut self, key: &[u8], sync: bool) -> std::io::Result<()> {
-        let Some(dir) = self.dir.as_mut() else {
-            return Ok(());
-        };
-        let now = tidings::Instant::from_millis(self.epoch.elapsed().as_millis() as u64);
-        let data = self.node.data();
-        let Some(record) = data.record(key) else {
-            return Ok(());
-        };
-        let saved = Saved::from_wire(&data.to_wire(record, now), unix_ms());
-        let r = dir.append(&saved, sync);
-        if let Err(e) = &r {
-            tracing::error!(error = %e, "cannot write the data log");
+    /// A recovering node is refilled once a peer's data root matched ours.
+    fn check_recovered(&mut self) {
+        if self.recovering && self.node.data_in_sync_at().is_some() {
+            self.recovering = false;
+            if let Some(c) = self.commits.as_mut() {
+                c.recovered();
+            }
+            tracing::info!(
+                keys = self.node.data().len(),
+                "recovered: a peer's data matches ours; ready"
+            );
         }
-        r
     }
 
-    fn flush_data(&mut self) {
+    /// Commits everything waiting, and waits for it: at shutdown.
+    async fn flush(&mut self) {
         let now = self.now();
-        let Some(dir) = self.dir.as_mut() else {
+        let Some(c) = self.commits.as_mut() else {
             return;
         };
-        if let Err(e) = dir.flush() {
-            tracing::error!(error = %e, "cannot flush the data log");
-        }
-        if dir.should_compact() {
-            let data = self.node.data();
-            let unix = unix_ms();
-            let all = data
-                .records()
-                .map(|r| Saved::from_wire(&data.to_wire(r, now), unix))
-                .collect::<Vec<_>>();
-            match dir.compact(all.into_iter()) {
-                Ok(()) => tracing::info!("data log compacted"),
-                Err(e) => tracing::error!(error = %e, "cannot compact the data log"),
+        while c.backlog() > 0 {
+            c.start(now, &self.node);
+            let r = c.done().await;
+            let failed = r.is_err();
+            c.finish(now, r, &mut self.node);
+            if failed {
+                return;
             }
         }
     }
 
     fn command(&mut self, cmd: Command) {
         let now = self.now();
+        if matches!(cmd, Command::Set(..) | Command::Delete(..)) {
+            // A version precise to the microsecond, not to the last tick.
+            self.node.set_wall_clock(now, unix_us());
+        }
         match cmd {
-            Command::Set(key, value, reply) => {
-                let r = match self.node.set(now, &key, &value) {
-                    Ok(v) => self.persist(&key, true).map(|()| v).map_err(AgentError::Io),
-                    Err(e) => Err(AgentError::Data(e)),
-                };
-                let _ = reply.send(r);
-            }
+            Command::Set(key, value, reply) => match self.commits.as_mut() {
+                None => {
+                    let _ = reply.send(self.node.set(now, &key, &value).map_err(AgentError::Data));
+                }
+                Some(c) => match self.node.prepare_write(now, &key, Some(&value)) {
+                    Ok(version) => c.local(Pending {
+                        key,
+                        value: Some(value),
+                        version,
+                        reply: Reply::Set(reply),
+                    }),
+                    Err(e) => {
+                        let _ = reply.send(Err(AgentError::Data(e)));
+                    }
+                },
+            },
             Command::Delete(key, reply) => {
-                let r = match self.node.delete(now, &key) {
-                    Ok(Some(v)) => self
-                        .persist(&key, true)
-                        .map(|()| Some(v))
-                        .map_err(AgentError::Io),
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(AgentError::Data(e)),
-                };
-                let _ = reply.send(r);
+                let existed = self.node.get(&key).is_some();
+                match self.commits.as_mut() {
+                    None => {
+                        let r = self.node.delete(now, &key).map_err(AgentError::Data);
+                        let _ = reply.send(r.map(|version| Deleted { version, existed }));
+                    }
+                    Some(c) => match self.node.prepare_write(now, &key, None) {
+                        Ok(version) => c.local(Pending {
+                            key,
+                            value: None,
+                            version,
+                            reply: Reply::Delete { existed, reply },
+                        }),
+                        Err(e) => {
+                            let _ = reply.send(Err(AgentError::Data(e)));
+                        }
+                    },
+                }
+            }
+            Command::Ready(reply) => {
+                let _ = reply.send(if self.recovering {
+                    Readiness::Recovering
+                } else {
+                    Readiness::Ready
+                });
             }
             Command::Get(key, reply) => {
                 let _ = reply.send(self.node.get(&key).map(<[u8]>::to_vec));
@@ -303,8 +393,12 @@ impl Driver {
             keys: self.node.data().len(),
             health_score: self.node.health_score(),
             send_errors: self.send_errors,
+            recovering: self.recovering,
+            commit_backlog: self.commits.as_ref().map_or(0, Commits::backlog),
+            commits: self.commits.as_ref().map(|c| c.stats),
             node_stats: *self.node.stats(),
             sync: *self.node.sync_stats(),
+            data: *self.node.data().stats(),
         }
     }
 }

@@ -6,14 +6,19 @@
 //! | `GET /v1/kv` | `[{"key","value"}]`, sorted by key |
 //! | `GET /v1/kv/{key}` | `{"key","value"}`, or 404 |
 //! | `PUT /v1/kv/{key}` | the body is the value; durable when answered: `{"key","version"}` |
-//! | `DELETE /v1/kv/{key}` | `{"key","deleted"}` |
-//! | `GET /v1/health` | `{"status","node","generation","members_alive","health_score"}` |
+//! | `DELETE /v1/kv/{key}` | a tombstone, durable when answered, whether or not the key is held here: `{"key","version","deleted":true,"existed"}` |
+//! | `GET /v1/health` | `{"status","node","generation","members_alive","health_score","recovering"}` (liveness) |
+//! | `GET /v1/ready` | 200 `{"ready":true}`, or 503 `{"ready":false,"reason":"recovering"}` while the data is refilled from peers |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Keys and values travel as UTF-8 text (bytes that are not UTF-8 are shown with replacement
 //! characters).
+//!
+//! A write that could not be made durable is answered `507` (disk full) or `500`, with
+//! `{"error": "write not durable: ..."}`, and changed nothing: it is not stored, not applied, not
+//! spread, and a later read does not see it.
 
-use crate::{AgentError, Handle};
+use crate::{AgentError, Handle, Readiness};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -41,6 +46,9 @@ impl From<AgentError> for ApiError {
             AgentError::Data(DataError::ValueTooLong) => StatusCode::PAYLOAD_TOO_LARGE,
             AgentError::Data(DataError::Full) => StatusCode::INSUFFICIENT_STORAGE,
             AgentError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            AgentError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -64,6 +72,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/v1/kv", get(list))
         .route("/v1/kv/{key}", get(read).put(write).delete(remove))
         .route("/v1/health", get(health))
+        .route("/v1/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .with_state(handle)
@@ -103,13 +112,33 @@ async fn write(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let v = h.set(key.as_bytes(), &body).await?;
-    let version = format!("{}.{}.{}", v.major, v.minor, v.tie);
-    Ok(Json(json!({ "key": key, "version": version })).into_response())
+    Ok(Json(json!({ "key": key, "version": version_text(v) })).into_response())
 }
 
 async fn remove(State(h): State<Handle>, Path(key): Path<String>) -> Result<Response, ApiError> {
-    let deleted = h.delete(key.as_bytes()).await?.is_some();
-    Ok(Json(json!({ "key": key, "deleted": deleted })).into_response())
+    let d = h.delete(key.as_bytes()).await?;
+    Ok(Json(json!({
+        "key": key,
+        "version": version_text(d.version),
+        "deleted": true,
+        "existed": d.existed,
+    }))
+    .into_response())
+}
+
+fn version_text(v: tidings::Version) -> String {
+    format!("{}.{}.{}", v.major, v.minor, v.tie)
+}
+
+async fn ready(State(h): State<Handle>) -> Result<Response, ApiError> {
+    Ok(match h.ready().await? {
+        Readiness::Ready => Json(json!({ "ready": true })).into_response(),
+        Readiness::Recovering => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": "recovering" })),
+        )
+            .into_response(),
+    })
 }
 
 async fn health(State(h): State<Handle>) -> Result<Response, ApiError> {
@@ -120,6 +149,7 @@ async fn health(State(h): State<Handle>) -> Result<Response, ApiError> {
         "generation": m.generation,
         "members_alive": m.members_alive,
         "health_score": m.health_score,
+        "recovering": m.recovering,
     }))
     .into_response())
 }

@@ -4,6 +4,14 @@
 //! and spawns the driver: it feeds every datagram and timer to the node, sends what the node asks to
 //! send, and serves commands from [`Handle`]s. It makes no protocol decision of its own.
 //!
+//! With a data directory ([`store`]), a write is acknowledged only once it is on disk, and takes
+//! effect (in memory, in gossip) only then: a write whose commit failed is answered with an error
+//! and changes nothing. Writes that arrive while a commit is on disk are committed together in the
+//! next one, so concurrent writers share one fsync; writes learned from peers are committed in the
+//! same batches. Versions follow the wall clock ([`tidings::clock`]): a write acknowledged later in
+//! real time wins over an earlier one, on any agent, while the agents' clocks agree to within the
+//! time between the two writes.
+//!
 //! ```no_run
 //! use tidings::{config::Config, ClusterId, NodeId};
 //! use tidings_tokio::{Agent, AgentConfig};
@@ -25,12 +33,14 @@
 
 #![deny(missing_docs)]
 
+mod commits;
 mod driver;
-pub mod durable;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod store;
 
+pub use commits::CommitStats;
 pub use metrics::Metrics;
 
 use std::net::SocketAddr;
@@ -58,6 +68,10 @@ pub struct AgentConfig {
     /// Where the generation and the data are kept. Without one, every start is generation
     /// `node.generation` and the data starts empty.
     pub data_dir: Option<PathBuf>,
+    /// Start even if the data directory is damaged: move the damaged files aside and refill the
+    /// data from the peers ([`store::Store::open`]). Readiness ([`Handle::ready`]) stays false until
+    /// a peer's data matched ours.
+    pub recover: bool,
     /// This member's metadata, seen by all (at most `node.members.max_meta_len` bytes).
     pub meta: Vec<u8>,
     /// Events a slow subscriber may fall behind before it misses some.
@@ -72,6 +86,7 @@ impl AgentConfig {
             bind,
             seeds: Vec::new(),
             data_dir: None,
+            recover: false,
             meta: Vec::new(),
             events_capacity: 1024,
         }
@@ -86,8 +101,9 @@ pub enum StartError {
     Node(tidings::node::NodeError),
     /// The socket could not be bound.
     Bind(std::io::Error),
-    /// The data directory could not be read or written.
-    DataDir(std::io::Error),
+    /// The data directory was refused: damaged, missing data, in use, or unreadable. Nothing in it
+    /// was changed.
+    DataDir(store::OpenError),
 }
 
 impl std::fmt::Display for StartError {
@@ -95,7 +111,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Node(e) => write!(f, "invalid node settings: {e:?}"),
             StartError::Bind(e) => write!(f, "cannot bind the UDP socket: {e}"),
-            StartError::DataDir(e) => write!(f, "data directory: {e}"),
+            StartError::DataDir(e) => write!(f, "{e}"),
         }
     }
 }
@@ -108,9 +124,10 @@ impl std::error::Error for StartError {}
 pub enum AgentError {
     /// The agent has stopped.
     Stopped,
-    /// The write was refused (key or value too long, table full, ...).
+    /// The write was refused (key or value too long, table full, ...). Nothing changed.
     Data(tidings::data::DataError),
-    /// The write could not be made durable; it was not acknowledged.
+    /// The write could not be made durable. Nothing changed: it is neither stored, nor applied,
+    /// nor spread.
     Io(std::io::Error),
     /// Leaving failed.
     Leave(tidings::members::MemberError),
@@ -171,16 +188,35 @@ enum Command {
         Vec<u8>,
         oneshot::Sender<Result<Version, AgentError>>,
     ),
-    Delete(
-        Vec<u8>,
-        oneshot::Sender<Result<Option<Version>, AgentError>>,
-    ),
+    Delete(Vec<u8>, oneshot::Sender<Result<Deleted, AgentError>>),
     Get(Vec<u8>, oneshot::Sender<Option<Vec<u8>>>),
     Entries(oneshot::Sender<Vec<(Vec<u8>, Vec<u8>)>>),
     Members(oneshot::Sender<Vec<MemberInfo>>),
     Metrics(oneshot::Sender<Metrics>),
+    Ready(oneshot::Sender<Readiness>),
     Leave(Duration, oneshot::Sender<Result<LeaveOutcome, AgentError>>),
     Shutdown,
+}
+
+/// What a delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    /// The tombstone's version.
+    pub version: Version,
+    /// Whether this agent held a live value for the key (a tombstone is written either way, so a
+    /// delete of a write that has not arrived yet still wins over it).
+    pub existed: bool,
+}
+
+/// Whether the agent is ready to serve reads that reflect the cluster's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// Serving.
+    Ready,
+    /// The data was lost locally (`--recover`) and is being refilled from peers: ready once a peer's
+    /// data root has matched ours.
+    Recovering,
 }
 
 /// A running agent.
@@ -249,15 +285,27 @@ impl Handle {
         rx.await.map_err(|_| AgentError::Stopped)
     }
 
-    /// Sets `key` to `value`: durable (with a data directory) when this returns, and spreading.
+    /// Sets `key` to `value`: durable (with a data directory) and applied when this returns, and
+    /// spreading. On an error nothing changed.
     pub async fn set(&self, key: &[u8], value: &[u8]) -> Result<Version, AgentError> {
-        self.ask(|tx| Command::Set(key.to_vec(), value.to_vec(), tx))
-            .await?
+        let v = self
+            .ask(|tx| Command::Set(key.to_vec(), value.to_vec(), tx))
+            .await??;
+        commit_wait(v).await;
+        Ok(v)
     }
 
-    /// Deletes `key`; `None` if it was not set.
-    pub async fn delete(&self, key: &[u8]) -> Result<Option<Version>, AgentError> {
-        self.ask(|tx| Command::Delete(key.to_vec(), tx)).await?
+    /// Deletes `key`: durable and applied when this returns, whether or not the key was set here.
+    /// On an error nothing changed.
+    pub async fn delete(&self, key: &[u8]) -> Result<Deleted, AgentError> {
+        let d = self.ask(|tx| Command::Delete(key.to_vec(), tx)).await??;
+        commit_wait(d.version).await;
+        Ok(d)
+    }
+
+    /// Whether the agent's data reflects the cluster's ([`Readiness`]).
+    pub async fn ready(&self) -> Result<Readiness, AgentError> {
+        self.ask(Command::Ready).await
     }
 
     /// The value of `key`, if set.
@@ -295,5 +343,21 @@ impl Handle {
     /// Stops the agent without leaving (the cluster will see it fail).
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
+    }
+}
+
+/// Holds an acknowledgement until the wall clock has passed the microsecond in the write's version.
+/// A write that starts after the acknowledgement, on any agent whose clock agrees with ours, then
+/// gets a later microsecond and wins; without the wait, two writes within one microsecond on two
+/// agents would be ordered by their counters, not by real time. A commit takes longer than that, so
+/// the wait is almost always nothing. A version more than a millisecond ahead of our clock came from
+/// a peer whose clock is ahead: waiting would not help, and the write is answered at once.
+async fn commit_wait(v: Version) {
+    let version_us = v.major >> tidings::clock::COUNTER_BITS;
+    if version_us >= store::unix_us().saturating_add(1000) {
+        return;
+    }
+    while store::unix_us() <= version_us {
+        tokio::task::yield_now().await;
     }
 }

@@ -1,7 +1,9 @@
 //! Counters of a running agent, and their Prometheus text form.
 
+use crate::CommitStats;
 use serde::Serialize;
 use std::fmt::Write;
+use tidings::data::DataStats;
 use tidings::node::NodeStats;
 use tidings::sync::SyncStats;
 
@@ -26,12 +28,21 @@ pub struct Metrics {
     pub health_score: u32,
     /// Datagrams that could not be sent (socket errors).
     pub send_errors: u64,
+    /// The data is being refilled from peers after `--recover`.
+    pub recovering: bool,
+    /// Writes waiting for a commit or on their way to disk.
+    pub commit_backlog: usize,
+    /// The commits to the data directory (none without one).
+    pub commits: Option<CommitStats>,
     /// The node's own counters.
     #[serde(skip)]
     pub node_stats: NodeStats,
     /// Anti-entropy counters.
     #[serde(skip)]
     pub sync: SyncStats,
+    /// The data map's counters: every write applied, local or from a peer.
+    #[serde(skip)]
+    pub data: DataStats,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
@@ -102,6 +113,13 @@ impl Metrics {
             "counter",
             "Datagrams refused after decoding (bad sync messages or rumors).",
             &[("", s.refused)],
+        );
+        metric(
+            m,
+            "versions_ahead_total",
+            "counter",
+            "Datagrams refused because a data version was too far ahead of our wall clock.",
+            &[("", s.versions_ahead)],
         );
         metric(
             m,
@@ -194,6 +212,76 @@ impl Metrics {
                 ("dir=\"stale\"", y.stale),
             ],
         );
+        let d = &self.data;
+        metric(
+            m,
+            "data_writes_total",
+            "counter",
+            "Writes applied to the data, by origin; and peers' writes not newer than ours.",
+            &[
+                ("origin=\"local\"", d.local_writes),
+                ("origin=\"peer\"", d.applied),
+                ("origin=\"stale\"", d.stale),
+            ],
+        );
+        metric(
+            m,
+            "data_full_total",
+            "counter",
+            "Peers' writes of new keys refused because the table was full.",
+            &[("", d.full)],
+        );
+        metric(
+            m,
+            "recovering",
+            "gauge",
+            "1 while the data is refilled from peers after --recover (not ready).",
+            &[("", u64::from(self.recovering))],
+        );
+        if let Some(c) = &self.commits {
+            metric(
+                m,
+                "store_commits_total",
+                "counter",
+                "Commits to the data directory, by outcome.",
+                &[
+                    ("outcome=\"ok\"", c.commits),
+                    ("outcome=\"failed\"", c.failed),
+                ],
+            );
+            metric(
+                m,
+                "store_writes_total",
+                "counter",
+                "Records committed, by origin; local writes refused because their commit failed.",
+                &[
+                    ("origin=\"local\"", c.local_writes),
+                    ("origin=\"peer\"", c.peer_writes),
+                    ("origin=\"refused\"", c.local_refused),
+                ],
+            );
+            metric(
+                m,
+                "store_largest_batch",
+                "gauge",
+                "The most records made durable by one commit.",
+                &[("", c.largest_batch)],
+            );
+            metric(
+                m,
+                "store_backlog",
+                "gauge",
+                "Writes waiting for a commit or on their way to disk.",
+                &[("", self.commit_backlog as u64)],
+            );
+            metric(
+                m,
+                "store_tombstones_collected_total",
+                "counter",
+                "Expired tombstones dropped from disk.",
+                &[("", c.collected)],
+            );
+        }
         out
     }
 }

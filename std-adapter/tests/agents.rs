@@ -116,6 +116,16 @@ async fn a_killed_agent_is_declared_dead_and_comes_back_with_its_data_and_a_high
             && handles[0].get(b"mine").await.unwrap().is_some()
     })
     .await;
+    // Learned writes are committed in the next batch: wait for it, then crash.
+    eventually(
+        "learned write committed",
+        Duration::from_secs(5),
+        async || {
+            let m = handles[2].metrics().await.unwrap();
+            m.commit_backlog == 0 && m.commits.is_some_and(|c| c.peer_writes >= 1)
+        },
+    )
+    .await;
     let mut events = handles[0].subscribe();
     agents.pop().unwrap().abort();
     eventually("death", Duration::from_secs(20), async || {
@@ -300,9 +310,21 @@ async fn the_http_api_speaks_json_and_prometheus() {
     assert_eq!(members[0]["id"], 1);
     let (code, body) = http(addr, "DELETE", "/v1/kv/greeting", "").await;
     assert_eq!(code, 200);
+    let d = json(&body);
     assert_eq!(
-        json(&body),
-        serde_json::json!({"key": "greeting", "deleted": true})
+        (d["deleted"].clone(), d["existed"].clone()),
+        (true.into(), true.into())
+    );
+    // A delete of a key this agent never held still writes a tombstone, with a newer version.
+    let (code, body) = http(addr, "DELETE", "/v1/kv/never-seen", "").await;
+    assert_eq!(code, 200);
+    let blind = json(&body);
+    assert_eq!(blind["existed"], false);
+    assert!(blind["version"].as_str().unwrap() > d["version"].as_str().unwrap());
+    let (code, body) = http(addr, "GET", "/v1/ready", "").await;
+    assert_eq!(
+        (code, json(&body)),
+        (200, serde_json::json!({"ready": true}))
     );
     let (code, body) = http(addr, "GET", "/v1/kv/greeting", "").await;
     assert_eq!(code, 404);

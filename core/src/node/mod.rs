@@ -140,6 +140,9 @@ pub struct NodeStats {
     pub feeds: u64,
     /// Newcomers not fed because the pacing budget was spent (they ask again while alone).
     pub feeds_withheld: u64,
+    /// Datagrams refused because a data version in them was too far ahead of our wall clock
+    /// ([`crate::clock`]); also counted in `refused`.
+    pub versions_ahead: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -228,6 +231,7 @@ pub struct Node<
     /// at each one up to the sync interval, when the node calms down. Back to the gossip interval
     /// on news; `None` (calm) once a peer's root matches ours.
     sync_hurry: Option<Duration>,
+    data_in_sync_at: Option<Instant>,
     /// Bounds feeds like the sync engine's pacing bounds its answers.
     feeds: Pacer,
     seq: u32,
@@ -322,6 +326,7 @@ impl<
             next_gossip,
             next_sync,
             sync_hurry: None,
+            data_in_sync_at: None,
             feeds: Pacer::new(config.sync.burst, config.sync.datagrams_per_sec),
             seq: 0,
             relays: Vec::new(),
@@ -447,15 +452,35 @@ impl<
         }
     }
 
-    /// Loads one entry of the data from durable storage at startup: merged like a peer's write
-    /// (newest wins, the Lamport clock moves past it), but neither gossiped nor reported as an
-    /// event. Anti-entropy later repairs whatever differs from the cluster.
+    /// Loads one entry of the data from this node's durable storage at startup: merged like a
+    /// peer's write (newest wins, the clock moves past it, no version is too far ahead), but neither
+    /// gossiped nor reported as an event. Anti-entropy later repairs whatever differs from the cluster.
     pub fn restore(
         &mut self,
         now: Instant,
         entry: &WireEntry<'_>,
     ) -> Result<MergeOutcome, EntryError> {
-        self.data.merge(now, entry)
+        self.data.restore(now, entry)
+    }
+
+    /// Tells the node that `now` is `unix_us` (Unix microseconds) on the wall clock, so data
+    /// versions follow real time (see [`crate::clock`]); without it they are Lamport counters. Call
+    /// it at start, before any write, and whenever the wall clock may have been stepped; call it just
+    /// before a write for a version precise to the microsecond.
+    pub fn set_wall_clock(&mut self, now: Instant, unix_us: u64) {
+        self.data.set_wall_clock(now, unix_us);
+    }
+
+    /// Moves the data clock past `major`: at startup, the high-water mark persisted with the data, so
+    /// no write of this life gets a version below one already used.
+    pub fn observe_clock(&mut self, major: u64) {
+        self.data.observe_clock(major);
+    }
+
+    /// When a peer's data root last equalled ours (the replicas were identical): `None` until then.
+    /// A node refilled from its peers after losing its data is whole again from that moment.
+    pub fn data_in_sync_at(&self) -> Option<Instant> {
+        self.data_in_sync_at
     }
 
     /// Sets `key` to `value` and spreads the write.
@@ -465,23 +490,41 @@ impl<
         key: &[u8],
         value: &[u8],
     ) -> Result<crate::Version, DataError> {
-        let v = self.data.set(now, key, value)?;
-        let h = self.data.hash_of(key);
-        self.spread(TreeId::DATA, h);
-        Ok(v)
+        let v = self.prepare_write(now, key, Some(value))?;
+        self.apply_write(now, key, Some(value), v)
     }
 
-    /// Deletes `key` and spreads the delete; `None` if it was not live.
-    pub fn delete(
+    /// Deletes `key` and spreads the delete: a tombstone with a fresh version, whether or not this
+    /// node holds the key.
+    pub fn delete(&mut self, now: Instant, key: &[u8]) -> Result<crate::Version, DataError> {
+        let v = self.prepare_write(now, key, None)?;
+        self.apply_write(now, key, None, v)
+    }
+
+    /// The first half of a write that must be durable before it takes effect: checks `value`
+    /// (`None`: a delete) for `key` and reserves its version. Nothing else changes; make the write
+    /// durable, then call [`Self::apply_write`] (or never, if that failed).
+    pub fn prepare_write(
         &mut self,
         now: Instant,
         key: &[u8],
-    ) -> Result<Option<crate::Version>, DataError> {
-        let v = self.data.delete(now, key)?;
-        if v.is_some() {
-            let h = self.data.hash_of(key);
-            self.spread(TreeId::DATA, h);
-        }
+        value: Option<&[u8]>,
+    ) -> Result<crate::Version, DataError> {
+        self.data.prepare(now, key, value)
+    }
+
+    /// The second half: applies a write prepared with `version` and spreads it.
+    /// [`DataError::Superseded`] if a newer write of the key arrived meanwhile (nothing changed).
+    pub fn apply_write(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: Option<&[u8]>,
+        version: crate::Version,
+    ) -> Result<crate::Version, DataError> {
+        let v = self.data.apply(now, key, value, version)?;
+        let h = self.data.hash_of(key);
+        self.spread(TreeId::DATA, h);
         Ok(v)
     }
 

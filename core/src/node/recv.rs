@@ -38,8 +38,16 @@ impl<
         let stranger = self.members.get(header.sender).is_none();
         let alone = self.members.live() <= 1;
         let r = self.dispatch(now, from, &msg);
-        if r.is_err() {
-            self.stats.refused = self.stats.refused.saturating_add(1);
+        match r {
+            Ok(()) => {}
+            Err(
+                RecvError::Rumor(EntryError::VersionTooFar)
+                | RecvError::Sync(SyncError::Entry(EntryError::VersionTooFar)),
+            ) => {
+                self.stats.refused = self.stats.refused.saturating_add(1);
+                self.stats.versions_ahead = self.stats.versions_ahead.saturating_add(1);
+            }
+            Err(_) => self.stats.refused = self.stats.refused.saturating_add(1),
         }
         let known = self
             .members
@@ -182,23 +190,25 @@ impl<
                 };
                 let r = match tree {
                     TreeId::MEMBERS => {
-                        let before = *self.sync.stats();
-                        let r = self.sync.handle(now, from, msg, &mut self.members);
-                        let after = *self.sync.stats();
-                        if after.wanted != before.wanted {
-                            // We are behind that peer: pull from another soon, even if the
-                            // entries themselves are lost on the way.
-                            self.sync_soon(now);
-                        } else if after.mismatched != before.mismatched
-                            || after.root_described != before.root_described
-                        {
-                            self.sync_diverged(now);
-                        } else if after.in_sync != before.in_sync {
-                            self.sync_hurry = None;
-                        }
-                        r
+                        self.sync
+                            .handle(now, from, msg, &mut self.members)
+                            .map(|h| {
+                                if h.behind {
+                                    // We are behind that peer: pull from another soon, even if the
+                                    // entries themselves are lost on the way.
+                                    self.sync_soon(now);
+                                } else if h.mismatched || h.described {
+                                    self.sync_diverged(now);
+                                } else if h.in_sync {
+                                    self.sync_hurry = None;
+                                }
+                            })
                     }
-                    TreeId::DATA => self.sync.handle(now, from, msg, &mut self.data),
+                    TreeId::DATA => self.sync.handle(now, from, msg, &mut self.data).map(|h| {
+                        if h.in_sync {
+                            self.data_in_sync_at = Some(now);
+                        }
+                    }),
                     _ => Err(SyncError::BadNode),
                 };
                 r.map_err(RecvError::Sync)?;
@@ -213,7 +223,7 @@ impl<
             bytes,
             |r: Rumor<'_>| match r {
                 Rumor::Member(m) => self.members.check(&m),
-                Rumor::Data(e) => self.data.check(&e),
+                Rumor::Data(e) => self.data.check(now, &e),
                 Rumor::Suspect(_) => Ok(()),
             },
             EntryError::Malformed,
@@ -243,7 +253,7 @@ impl<
         let mut news = false;
         match tree {
             TreeId::MEMBERS => {
-                self.members.check_entries(bytes).map_err(bad)?;
+                self.members.check_entries(now, bytes).map_err(bad)?;
                 let _ = each_entry(
                     bytes,
                     |m: WireMember<'_>| {
@@ -254,7 +264,7 @@ impl<
                 );
             }
             TreeId::DATA => {
-                self.data.check_entries(bytes).map_err(bad)?;
+                self.data.check_entries(now, bytes).map_err(bad)?;
                 let _ = each_entry(
                     bytes,
                     |e: WireEntry<'_>| {

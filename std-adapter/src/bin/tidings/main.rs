@@ -42,6 +42,11 @@ enum Command {
         /// Where the generation and the data are kept across restarts.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Start even though the data directory is damaged or its data is missing: move the damaged
+        /// files aside, start empty and refill from the peers (`/v1/ready` answers 503 until a
+        /// peer's data matches ours). Writes that never reached a peer are lost.
+        #[arg(long)]
+        recover: bool,
         /// The cluster's name: nodes of other clusters are ignored [default: tidings].
         #[arg(long)]
         cluster: Option<String>,
@@ -86,6 +91,7 @@ async fn main() {
             seeds,
             http,
             data_dir,
+            recover,
             cluster,
             preset,
             key_file,
@@ -111,7 +117,7 @@ async fn main() {
                 meta: file.meta,
                 swim: file.swim,
             };
-            run_agent(merged).await
+            run_agent(merged, recover).await
         }
         Command::Keygen => match tidings_tokio::keys::generate() {
             Ok(k) => {
@@ -131,7 +137,7 @@ async fn main() {
     std::process::exit(code);
 }
 
-async fn run_agent(s: settings::File) -> i32 {
+async fn run_agent(s: settings::File, recover: bool) -> i32 {
     let (Some(node_id), Some(bind)) = (s.node_id, s.bind) else {
         eprintln!("error: --node-id and --bind are required (on the command line or in --config)");
         return 2;
@@ -160,6 +166,7 @@ async fn run_agent(s: settings::File) -> i32 {
     let mut config = AgentConfig::new(node, bind);
     config.seeds = s.seeds;
     config.data_dir = s.data_dir;
+    config.recover = recover;
     config.meta = s.meta.map(String::into_bytes).unwrap_or_default();
     let agent = match Agent::start(config).await {
         Ok(a) => a,
