@@ -1,69 +1,12 @@
 //! Agents on loopback: joining, replicating, crashing, restarting, leaving, bad input, the HTTP API.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::time::{Duration, Instant};
-use tidings::config::Config;
+mod common;
+
+use common::{all_alive, cluster, config, eventually, http, status};
+use std::time::Duration;
 use tidings::node::Event;
-use tidings::{ClusterId, NodeId};
-use tidings_tokio::{Agent, AgentConfig, Handle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The `local` preset keeps failure detection to seconds; the protocol is the same.
-fn config(id: u64, seed: Option<SocketAddr>, dir: Option<&Path>) -> AgentConfig {
-    let node = Config::local(ClusterId::from_name("agents-test"), NodeId(id));
-    let mut c = AgentConfig::new(node, "127.0.0.1:0".parse().unwrap());
-    c.seeds.extend(seed);
-    c.data_dir = dir.map(Path::to_path_buf);
-    c
-}
-
-async fn cluster(n: u64, root: Option<&Path>) -> Vec<Agent> {
-    let dir = |i: u64| root.map(|r| r.join(format!("n{i}")));
-    let first = Agent::start(config(1, None, dir(1).as_deref()))
-        .await
-        .unwrap();
-    let seed = first.local_addr();
-    let mut all = vec![first];
-    for i in 2..=n {
-        all.push(
-            Agent::start(config(i, Some(seed), dir(i).as_deref()))
-                .await
-                .unwrap(),
-        );
-    }
-    all
-}
-
-async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what}: not within {limit:?}");
-}
-
-async fn status(h: &Handle, id: u64) -> Option<(&'static str, u32)> {
-    h.members()
-        .await
-        .ok()?
-        .into_iter()
-        .find(|m| m.id == id)
-        .map(|m| (m.status, m.generation))
-}
-
-async fn all_alive(handles: &[Handle], n: usize) -> bool {
-    for h in handles {
-        let m = h.members().await.unwrap_or_default();
-        if m.iter().filter(|m| m.status == "alive").count() != n {
-            return false;
-        }
-    }
-    true
-}
+use tidings::NodeId;
+use tidings_tokio::{Agent, Handle};
 
 #[tokio::test]
 async fn agents_join_and_a_write_reaches_every_agent_within_two_seconds() {
@@ -265,23 +208,6 @@ async fn random_and_truncated_datagrams_are_counted_and_change_nothing() {
     );
 }
 
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let code = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|p| p.1.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 #[tokio::test]
 async fn the_http_api_speaks_json_and_prometheus() {
     let agents = cluster(1, None).await;
@@ -386,4 +312,58 @@ async fn keyed_agents_converge_and_a_keyless_one_stays_out() {
     );
     assert_eq!(outsider.handle().get(b"secret").await.unwrap(), None);
     assert_eq!(outsider.handle().members().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_write_acknowledged_later_wins_even_from_an_agent_that_just_started() {
+    let first = Agent::start(config(1, None, None)).await.unwrap();
+    let h1 = first.handle();
+    // Many writes: a counter-ordered version would be far ahead of a newcomer's.
+    for i in 0..2_000 {
+        h1.set(b"x", format!("old-{i}").as_bytes()).await.unwrap();
+    }
+    // A new agent writes at once, before it has learned anything of the cluster's data.
+    let second = Agent::start(config(2, Some(first.local_addr()), None))
+        .await
+        .unwrap();
+    let h2 = second.handle();
+    h2.set(b"x", b"new").await.unwrap();
+    eventually(
+        "the later write everywhere",
+        Duration::from_secs(10),
+        async || {
+            h1.get(b"x").await.unwrap().as_deref() == Some(&b"new"[..])
+                && h2.get(b"x").await.unwrap().as_deref() == Some(&b"new"[..])
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_delete_through_an_agent_that_has_not_received_the_key_still_wins() {
+    let agents = cluster(2, None).await;
+    let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
+    eventually("membership", Duration::from_secs(20), async || {
+        all_alive(&handles, 2).await
+    })
+    .await;
+    let mut not_held = 0;
+    for i in 0..20 {
+        let key = format!("k{i}");
+        handles[0].set(key.as_bytes(), b"v").await.unwrap();
+        let d = handles[1].delete(key.as_bytes()).await.unwrap();
+        not_held += usize::from(!d.existed);
+    }
+    // Both agents, after the writes have had time to arrive everywhere.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for h in &handles {
+        for i in 0..20 {
+            assert_eq!(
+                h.get(format!("k{i}").as_bytes()).await.unwrap(),
+                None,
+                "k{i}"
+            );
+        }
+    }
+    eprintln!("{not_held} of 20 deletes reached an agent before the write they delete");
 }

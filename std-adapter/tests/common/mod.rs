@@ -1,0 +1,87 @@
+//! Helpers shared by the agent tests: agents on loopback, waiting for a condition, raw HTTP.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tidings::config::Config;
+use tidings::{ClusterId, NodeId};
+use tidings_tokio::{Agent, AgentConfig, Handle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The `local` preset keeps failure detection to seconds; the protocol is the same.
+pub fn config(id: u64, seed: Option<SocketAddr>, dir: Option<&Path>) -> AgentConfig {
+    let node = Config::local(ClusterId::from_name("agents-test"), NodeId(id));
+    let mut c = AgentConfig::new(node, "127.0.0.1:0".parse().unwrap());
+    c.seeds.extend(seed);
+    c.data_dir = dir.map(Path::to_path_buf);
+    c
+}
+
+pub async fn cluster(n: u64, root: Option<&Path>) -> Vec<Agent> {
+    let dir = |i: u64| root.map(|r| r.join(format!("n{i}")));
+    let first = Agent::start(config(1, None, dir(1).as_deref()))
+        .await
+        .unwrap();
+    let seed = first.local_addr();
+    let mut all = vec![first];
+    for i in 2..=n {
+        all.push(
+            Agent::start(config(i, Some(seed), dir(i).as_deref()))
+                .await
+                .unwrap(),
+        );
+    }
+    all
+}
+
+pub async fn eventually(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+pub async fn status(h: &Handle, id: u64) -> Option<(&'static str, u32)> {
+    h.members()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|m| m.id == id)
+        .map(|m| (m.status, m.generation))
+}
+
+pub async fn all_alive(handles: &[Handle], n: usize) -> bool {
+    for h in handles {
+        let m = h.members().await.unwrap_or_default();
+        if m.iter().filter(|m| m.status == "alive").count() != n {
+            return false;
+        }
+    }
+    true
+}
+
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|p| p.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
