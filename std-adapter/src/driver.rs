@@ -41,12 +41,14 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     .map_err(StartError::Node)?;
     node.set_wall_clock(tidings::Instant::ZERO, unix_us());
     let mut recovering = false;
+    let mut moved_aside = 0;
     let commits = match opened {
         Some(o) => {
             for file in &o.moved_aside {
                 tracing::warn!(file = %file.display(), "damaged data moved aside");
             }
             restore(&mut node, &o)?;
+            moved_aside = o.moved_aside.len() as u64;
             recovering = o.recovering;
             if recovering {
                 tracing::warn!(
@@ -83,6 +85,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         epoch,
         commits,
         recovering,
+        moved_aside,
         events,
         send_errors: 0,
         leaving: None,
@@ -137,6 +140,8 @@ struct Driver {
     commits: Option<Commits>,
     /// The data is being refilled from peers (`--recover`).
     recovering: bool,
+    /// Damaged files moved aside at start.
+    moved_aside: u64,
     events: broadcast::Sender<AgentEvent>,
     send_errors: u64,
     leaving: Option<(Clock, oneshot::Sender<Result<LeaveOutcome, AgentError>>)>,
@@ -394,6 +399,7 @@ impl Driver {
             health_score: self.node.health_score(),
             send_errors: self.send_errors,
             recovering: self.recovering,
+            moved_aside: self.moved_aside,
             commit_backlog: self.commits.as_ref().map_or(0, Commits::backlog),
             commits: self.commits.as_ref().map(|c| c.stats),
             node_stats: *self.node.stats(),

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub send_errors: u64,
     /// The data is being refilled from peers after `--recover`.
     pub recovering: bool,
+    /// Damaged files moved aside by `--recover` when this agent started.
+    pub moved_aside: u64,
     /// Writes waiting for a commit or on their way to disk.
     pub commit_backlog: usize,
     /// The commits to the data directory (none without one).
@@ -237,6 +239,13 @@ impl Metrics {
             "gauge",
             "1 while the data is refilled from peers after --recover (not ready).",
             &[("", u64::from(self.recovering))],
+        );
+        metric(
+            m,
+            "store_moved_aside",
+            "gauge",
+            "Damaged data files moved aside by --recover when this agent started.",
+            &[("", self.moved_aside)],
         );
         if let Some(c) = &self.commits {
             metric(

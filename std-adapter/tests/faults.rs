@@ -97,6 +97,7 @@ async fn a_damaged_data_file_stops_the_agent_by_name_and_recover_refills_it_from
     )
     .await;
     assert!(saw_recovering, "readiness was never held back");
+    assert_eq!(h.metrics().await.unwrap().moved_aside, 1);
     assert_eq!(
         keys(&h).await,
         1_500,
