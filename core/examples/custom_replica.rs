@@ -93,7 +93,7 @@ impl Replica for Inventory {
             }
         }
     }
-    fn check_entries(&self, _now: Instant, mut bytes: &[u8]) -> Result<usize, EntryError> {
+    fn check_entries(&self, mut bytes: &[u8]) -> Result<usize, EntryError> {
         let mut n = 0;
         while !bytes.is_empty() {
             bytes = postcard::take_from_bytes::<Item<'_>>(bytes)

@@ -69,16 +69,19 @@ impl WriteClock {
         self.wall.is_some()
     }
 
-    /// The wall clock's time at `now` as a version `major` with a zero counter.
-    fn physical(&self, now: Instant) -> Option<u64> {
-        let w = self.wall?;
+    /// The wall clock's time at `now` as a version `major` with a zero counter: `Ok(None)` without
+    /// a wall clock, `Err(())` for a wall clock beyond [`MAX_MAJOR`] (a clock set wildly wrong).
+    fn physical(&self, now: Instant) -> Result<Option<u64>, ()> {
+        let Some(w) = self.wall else {
+            return Ok(None);
+        };
         let us = w
             .epoch_unix_us
             .saturating_add(now.as_millis().saturating_mul(1000));
-        Some(
-            us.checked_mul(1 << COUNTER_BITS)
-                .map_or(MAX_MAJOR, |m| m.min(MAX_MAJOR)),
-        )
+        match us.checked_mul(1 << COUNTER_BITS) {
+            Some(m) if m <= MAX_MAJOR => Ok(Some(m)),
+            _ => Err(()),
+        }
     }
 
     /// The largest value seen or made.
@@ -87,10 +90,11 @@ impl WriteClock {
     }
 
     /// The value for a new write at `now`, above everything seen; `None` once [`MAX_MAJOR`] is
-    /// reached. Nothing changes until [`Self::observe`] is called with it.
+    /// reached, or while the wall clock is beyond it (refused rather than clamped, so a clock set
+    /// wildly wrong does not use up the versions). Nothing changes until [`Self::observe`].
     pub fn peek_next(&self, now: Instant) -> Option<u64> {
         let next = self.last.checked_add(1)?;
-        let next = self.physical(now).map_or(next, |p| next.max(p));
+        let next = self.physical(now).ok()?.map_or(next, |p| next.max(p));
         (next <= MAX_MAJOR).then_some(next)
     }
 
@@ -103,7 +107,7 @@ impl WriteClock {
     /// what we already hold), or [`MAX_MAJOR`] without a wall clock.
     pub fn limit(&self, now: Instant) -> u64 {
         match (self.wall, self.physical(now)) {
-            (Some(w), Some(p)) => {
+            (Some(w), Ok(Some(p))) => {
                 let ahead = w.max_ahead.as_millis().checked_mul(1000 << COUNTER_BITS);
                 let limit = ahead.map_or(MAX_MAJOR, |a| p.saturating_add(a) | 0xFF);
                 limit.max(self.last).min(MAX_MAJOR)
@@ -169,6 +173,14 @@ mod tests {
         assert!(far > c.limit(Instant::ZERO));
         assert!(at(10_000_000_000 + 59_000_000) <= c.limit(Instant::ZERO));
         assert!(far <= c.limit(Instant::from_millis(61_000)));
+    }
+
+    #[test]
+    fn a_wall_clock_beyond_the_range_refuses_writes_instead_of_using_up_the_versions() {
+        let mut c = WriteClock::new();
+        c.set_wall_clock(Instant::ZERO, u64::MAX / 1000, AHEAD);
+        assert_eq!(c.peek_next(Instant::ZERO), None);
+        assert_eq!(c.last(), 0);
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct DataStats {
     pub full: u64,
     /// Tombstones collected.
     pub collected: u64,
+    /// Entries from peers refused because their version was too far ahead of our wall clock
+    /// ([`crate::clock`]); accepted once real time catches up with them.
+    pub ahead: u64,
 }
 
 /// One stored entry: a live value or a tombstone.
@@ -162,6 +165,17 @@ pub enum WireValue<'a> {
     },
 }
 
+/// A local write checked by [`DataMap::prepare`]: its version, and whether a table slot is held
+/// for it (a new key). Give it to [`DataMap::apply`] once the write is durable, or to
+/// [`DataMap::abandon`] if it never will be, so the slot is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Prepared {
+    /// The write's version.
+    pub version: Version,
+    holds_slot: bool,
+}
+
 /// What a merge did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MergeOutcome {
@@ -192,6 +206,8 @@ pub struct DataMap<K, V, T, B> {
     generation: u32,
     clock: WriteClock,
     live: usize,
+    /// Table slots held for prepared writes of new keys: no other insert may take them.
+    reserved: usize,
     config: DataConfig,
     next_collect: Option<Instant>,
     stats: DataStats,
@@ -295,6 +311,7 @@ where
             generation,
             clock: WriteClock::new(),
             live: 0,
+            reserved: 0,
             config,
             next_collect: None,
             stats: DataStats::default(),
@@ -366,50 +383,80 @@ where
 
     /// Sets `key` to `value`, returning the write's version.
     pub fn set(&mut self, now: Instant, key: &[u8], value: &[u8]) -> Result<Version, DataError> {
-        let v = self.prepare(now, key, Some(value))?;
-        self.apply(now, key, Some(value), v)
+        self.write(now, key, Some(value))
     }
 
     /// Deletes `key`: a tombstone with a fresh version, whether or not the key is held here (a delete
     /// of a write that has not arrived yet must still win over it).
     pub fn delete(&mut self, now: Instant, key: &[u8]) -> Result<Version, DataError> {
-        let v = self.prepare(now, key, None)?;
-        self.apply(now, key, None, v)
+        self.write(now, key, None)
     }
 
-    /// Checks a local write of `value` (`None`: a delete) to `key` and reserves its version, above
-    /// every version seen. Nothing else changes: the write takes effect with [`Self::apply`], which a
-    /// caller calls once the write is durable, or never (a reserved version left unused is harmless).
+    /// A local write in one step: [`Self::prepare`], then [`Self::apply`].
+    pub fn write(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Version, DataError> {
+        let p = self.prepare(now, key, value)?;
+        self.apply(now, key, value, p)
+    }
+
+    /// Checks a local write of `value` (`None`: a delete) to `key`, reserves its version, above every
+    /// version seen, and for a new key holds a table slot, so the write cannot fail for room later.
+    /// Nothing else changes: the write takes effect with [`Self::apply`], which a caller calls once
+    /// the write is durable, or is given up with [`Self::abandon`].
     pub fn prepare(
         &mut self,
         now: Instant,
         key: &[u8],
         value: Option<&[u8]>,
-    ) -> Result<Version, DataError> {
-        if key.len() > self.config.max_key_len || key.len() > K::CAPACITY {
+    ) -> Result<Prepared, DataError> {
+        // The limits were lowered to the buffers' capacities in `new`.
+        if key.len() > self.config.max_key_len {
             return Err(DataError::KeyTooLong);
         }
-        if value.is_some_and(|v| v.len() > self.config.max_value_len || v.len() > V::CAPACITY) {
+        if value.is_some_and(|v| v.len() > self.config.max_value_len) {
             return Err(DataError::ValueTooLong);
         }
-        let table = self.index.table();
-        if table.len() >= table.capacity() && self.record(key).is_none() {
+        let holds_slot = self.record(key).is_none();
+        if holds_slot && !self.has_room() {
             return Err(DataError::Full);
         }
         let major = self.clock.peek_next(now).ok_or(DataError::ClockExhausted)?;
         self.clock.observe(major);
-        Ok(Version::new(major, self.writer.0, self.generation))
+        self.reserved = self.reserved.saturating_add(usize::from(holds_slot));
+        Ok(Prepared {
+            version: Version::new(major, self.writer.0, self.generation),
+            holds_slot,
+        })
     }
 
-    /// Applies a write prepared by [`Self::prepare`] with `version`. `Superseded` if a newer write of
-    /// the key arrived meanwhile; then nothing changed.
+    /// Whether a new key fits beside the entries held and the slots reserved.
+    fn has_room(&self) -> bool {
+        let table = self.index.table();
+        table.len().saturating_add(self.reserved) < table.capacity()
+    }
+
+    /// Gives up a prepared write that will never be applied: its slot is released.
+    pub fn abandon(&mut self, prepared: Prepared) {
+        self.reserved = self
+            .reserved
+            .saturating_sub(usize::from(prepared.holds_slot));
+    }
+
+    /// Applies a write prepared by [`Self::prepare`]. `Superseded` if a newer write of the key
+    /// arrived meanwhile; then nothing changed (the slot is released either way).
     pub fn apply(
         &mut self,
         now: Instant,
         key: &[u8],
         value: Option<&[u8]>,
-        version: Version,
+        prepared: Prepared,
     ) -> Result<Version, DataError> {
+        self.abandon(prepared);
+        let version = prepared.version;
         let entry = WireEntry {
             key,
             version,
@@ -443,6 +490,9 @@ where
         value: Option<V>,
         expires: Instant,
     ) -> Result<(), ()> {
+        if self.index.get(hash).is_none() && !self.has_room() {
+            return Err(());
+        }
         let digest = self.key.entry_digest(hash, version);
         let is_live = value.is_some();
         let record = Record {
@@ -462,12 +512,14 @@ where
         Ok(())
     }
 
-    /// Whether a write from a peer could be merged: checked before anything of its datagram is applied.
-    pub fn check(&self, now: Instant, e: &WireEntry<'_>) -> Result<(), EntryError> {
+    /// Whether a write from a peer is well formed: checked before anything of its datagram is
+    /// applied. A version too far ahead of our clock does not refuse the datagram: that entry alone
+    /// is left out when merged (counted in [`DataStats::ahead`]), so a peer whose clock is ahead still
+    /// has its probes answered and its other entries merged.
+    pub fn check(&self, e: &WireEntry<'_>) -> Result<(), EntryError> {
         let c = &self.config;
         match e.value {
             _ if e.key.len() > c.max_key_len => Err(EntryError::KeyTooLong),
-            _ if e.version.major > self.clock.limit(now) => Err(EntryError::VersionTooFar),
             WireValue::Live(v) if v.len() > c.max_value_len => Err(EntryError::ValueTooLong),
             _ => Ok(()),
         }
@@ -522,6 +574,7 @@ where
         }
         let hash = self.hash(entry.key);
         if origin == Origin::Peer && entry.version.major > self.clock.limit(now) {
+            self.stats.ahead = self.stats.ahead.saturating_add(1);
             return Err(EntryError::VersionTooFar);
         }
         self.clock.observe(entry.version.major);
@@ -656,10 +709,10 @@ where
         }
     }
 
-    fn check_entries(&self, now: Instant, bytes: &[u8]) -> Result<usize, EntryError> {
+    fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError> {
         each_entry(
             bytes,
-            |e: WireEntry<'_>| self.check(now, &e),
+            |e: WireEntry<'_>| self.check(&e),
             EntryError::Malformed,
         )
     }
@@ -852,15 +905,16 @@ mod tests {
         let mut m = map(1);
         let t = Instant::ZERO;
         let root = m.root();
-        let v = m.prepare(t, b"k", Some(b"mine")).unwrap();
+        let p = m.prepare(t, b"k", Some(b"mine")).unwrap();
         assert_eq!(
             (m.get(b"k"), m.root(), m.stats().local_writes),
             (None, root, 0)
         );
         // Never applied (the commit failed): the next write still gets a fresh version.
-        assert!(m.prepare(t, b"k", Some(b"again")).unwrap() > v);
-        let v = m.prepare(t, b"j", Some(b"mine")).unwrap();
-        let newer = Version::new(v.major + 5, 9, 0);
+        m.abandon(p);
+        assert!(m.prepare(t, b"k", Some(b"again")).unwrap().version > p.version);
+        let p = m.prepare(t, b"j", Some(b"mine")).unwrap();
+        let newer = Version::new(p.version.major + 5, 9, 0);
         m.merge(
             t,
             &WireEntry {
@@ -871,7 +925,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            m.apply(t, b"j", Some(b"mine"), v),
+            m.apply(t, b"j", Some(b"mine"), p),
             Err(DataError::Superseded)
         );
         assert_eq!(m.get(b"j"), Some(&b"theirs"[..]));
@@ -880,6 +934,37 @@ mod tests {
             m.prepare(t, b"k", Some(&[0; 17])),
             Err(DataError::ValueTooLong)
         );
+    }
+
+    #[test]
+    fn a_prepared_write_of_a_new_key_holds_its_slot_until_applied_or_abandoned() {
+        let mut m = map(1);
+        let t = Instant::ZERO;
+        for i in 0..63u8 {
+            m.set(t, &[i, 1], b"x").unwrap();
+        }
+        let p = m.prepare(t, b"last", Some(b"mine")).unwrap();
+        // The last slot is held: neither a peer's new key nor another local one takes it.
+        let theirs = WireEntry {
+            key: b"theirs",
+            version: Version::new(1_000, 2, 0),
+            value: WireValue::Live(b"v"),
+        };
+        assert_eq!(m.merge(t, &theirs), Ok(MergeOutcome::Full));
+        assert_eq!(m.prepare(t, b"other", Some(b"x")), Err(DataError::Full));
+        // An existing key needs no slot.
+        m.set(t, &[0, 1], b"y").unwrap();
+        assert!(m.apply(t, b"last", Some(b"mine"), p).is_ok());
+        assert_eq!(m.len(), 64);
+        // Abandoned, a slot is free again.
+        let mut m = map(2);
+        for i in 0..63u8 {
+            m.set(t, &[i, 1], b"x").unwrap();
+        }
+        let p = m.prepare(t, b"a", None).unwrap();
+        assert_eq!(m.prepare(t, b"b", None), Err(DataError::Full));
+        m.abandon(p);
+        assert!(m.set(t, b"b", b"v").is_ok());
     }
 
     #[test]
@@ -960,7 +1045,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_beyond_the_clock_ceiling_is_refused() {
+    fn a_version_beyond_the_clock_ceiling_is_refused_alone_and_counted() {
         let mut m = map(1);
         let far = WireEntry {
             key: b"x",
@@ -968,12 +1053,19 @@ mod tests {
             value: WireValue::Live(b"v"),
         };
         assert_eq!(m.merge(Instant::ZERO, &far), Err(EntryError::VersionTooFar));
+        // In a run, the entry alone is left out: the one beside it is merged.
+        let ok = WireEntry {
+            key: b"y",
+            version: Version::new(7, 1, 0),
+            value: WireValue::Live(b"v"),
+        };
         let mut buf = [0u8; 64];
-        let n = postcard::to_slice(&far, &mut buf).unwrap().len();
-        assert_eq!(
-            m.check_entries(Instant::ZERO, &buf[..n]),
-            Err(EntryError::VersionTooFar)
-        );
+        let n1 = postcard::to_slice(&far, &mut buf).unwrap().len();
+        let n2 = postcard::to_slice(&ok, &mut buf[n1..]).unwrap().len();
+        assert_eq!(m.check_entries(&buf[..n1 + n2]), Ok(2));
+        m.merge_entries(Instant::ZERO, &buf[..n1 + n2]);
+        assert_eq!((m.get(b"x"), m.get(b"y")), (None, Some(&b"v"[..])));
+        assert_eq!(m.stats().ahead, 2);
         assert!(m.set(Instant::ZERO, b"k", b"v").unwrap().major < 10);
     }
 
@@ -995,7 +1087,7 @@ mod tests {
         let n1 = postcard::to_slice(&ok, &mut buf).unwrap().len();
         let n2 = postcard::to_slice(&big, &mut buf[n1..]).unwrap().len();
         assert_eq!(
-            m.check_entries(Instant::ZERO, &buf[..n1 + n2]),
+            m.check_entries(&buf[..n1 + n2]),
             Err(EntryError::ValueTooLong)
         );
         assert_eq!(m.records().count(), 0);

@@ -669,7 +669,7 @@ where
         }
     }
 
-    fn check_entries(&self, _now: Instant, bytes: &[u8]) -> Result<usize, EntryError> {
+    fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError> {
         each_entry(
             bytes,
             |m: WireMember<'_>| self.check(&m),

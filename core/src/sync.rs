@@ -49,7 +49,7 @@ pub trait Replica {
     fn encode_entry(&self, now: Instant, hash: u64, enc: &mut Encoder<'_>) -> Encoded;
     /// Checks a run of encoded entries without applying any: the number of entries, or why the run
     /// must be refused as a whole.
-    fn check_entries(&self, now: Instant, bytes: &[u8]) -> Result<usize, EntryError>;
+    fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError>;
     /// Applies a run that [`Replica::check_entries`] accepted; newest wins per entry.
     fn merge_entries(&mut self, now: Instant, bytes: &[u8]) -> Merged;
 }
@@ -392,9 +392,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                 return Err(SyncError::NotSync);
             }
             Message::Entries { bytes, .. } => {
-                replica
-                    .check_entries(now, bytes)
-                    .map_err(SyncError::Entry)?;
+                replica.check_entries(bytes).map_err(SyncError::Entry)?;
                 let m = replica.merge_entries(now, bytes);
                 self.stats.applied = self.stats.applied.saturating_add(u64::from(m.applied));
                 self.stats.stale = self.stats.stale.saturating_add(u64::from(m.stale));

@@ -7,6 +7,7 @@ use crate::{
     LeaveOutcome, MemberInfo, Metrics, Readiness, StartError,
 };
 use std::time::Duration;
+use tidings::data::MergeOutcome;
 use tidings::members::Status;
 use tidings::node::{AllocStorage, Event, Node};
 use tokio::net::UdpSocket;
@@ -57,7 +58,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
                      peer's data matches ours"
                 );
             }
-            Some(Commits::new(o.store))
+            Some(Commits::new(o.store, &o.records))
         }
         None => None,
     };
@@ -106,10 +107,8 @@ fn restore(node: &mut AgentNode, o: &Opened) -> Result<(), StartError> {
     let now_ms = unix_ms();
     let mut refused = 0usize;
     for r in &o.records {
-        if node
-            .restore(tidings::Instant::ZERO, &r.to_wire(now_ms))
-            .is_err()
-        {
+        let outcome = node.restore(tidings::Instant::ZERO, &r.to_wire(now_ms));
+        if matches!(outcome, Err(_) | Ok(MergeOutcome::Full)) {
             refused += 1;
         }
     }
@@ -118,8 +117,8 @@ fn restore(node: &mut AgentNode, o: &Opened) -> Result<(), StartError> {
         return Err(StartError::DataDir(OpenError::Damaged {
             path,
             detail: format!(
-                "{refused} records do not fit this node's key and value limits; start with the \
-                 limits they were written under"
+                "{refused} records do not fit this node's limits (key and value lengths, or the \
+                 number of keys); start with the limits they were written under"
             ),
         }));
     }
@@ -152,7 +151,9 @@ struct Driver {
 const TICK: Duration = Duration::from_millis(50);
 
 /// The commit on disk, if any.
-async fn committed(commits: &mut Option<Commits>) -> std::io::Result<crate::store::Committed> {
+async fn committed(
+    commits: &mut Option<Commits>,
+) -> Result<crate::store::Committed, crate::store::CommitFailed> {
     match commits {
         Some(c) => c.done().await,
         None => std::future::pending().await,
@@ -251,8 +252,11 @@ impl Driver {
             }
         }
         while let Some(event) = self.node.poll_event() {
-            if let (Event::DataChanged(key), Some(c)) = (&event, self.commits.as_mut()) {
-                c.peer_changed(key.clone());
+            match (&event, self.commits.as_mut()) {
+                (Event::DataChanged(key), Some(c)) => c.peer_changed(key.clone()),
+                // Some changes were not reported: compare memory and disk whole.
+                (Event::Lagged(_), Some(c)) => c.resync(&self.node),
+                _ => {}
             }
             match &event {
                 Event::DataChanged(_) => tracing::trace!(?event),
@@ -263,9 +267,12 @@ impl Driver {
         }
     }
 
-    /// A recovering node is refilled once a peer's data root matched ours.
+    /// A recovering node is refilled once a peer's data root matched ours, and ours is not empty
+    /// (an empty peer, another recovering one, proves nothing).
     fn check_recovered(&mut self) {
-        if self.recovering && self.node.data_in_sync_at().is_some() {
+        let refilled =
+            self.node.data_in_sync_at().is_some() && self.node.data().records().next().is_some();
+        if self.recovering && refilled {
             self.recovering = false;
             if let Some(c) = self.commits.as_mut() {
                 c.recovered();
@@ -306,10 +313,10 @@ impl Driver {
                     let _ = reply.send(self.node.set(now, &key, &value).map_err(AgentError::Data));
                 }
                 Some(c) => match self.node.prepare_write(now, &key, Some(&value)) {
-                    Ok(version) => c.local(Pending {
+                    Ok(prepared) => c.local(Pending {
                         key,
                         value: Some(value),
-                        version,
+                        prepared,
                         reply: Reply::Set(reply),
                     }),
                     Err(e) => {
@@ -325,10 +332,10 @@ impl Driver {
                         let _ = reply.send(r.map(|version| Deleted { version, existed }));
                     }
                     Some(c) => match self.node.prepare_write(now, &key, None) {
-                        Ok(version) => c.local(Pending {
+                        Ok(prepared) => c.local(Pending {
                             key,
                             value: None,
-                            version,
+                            prepared,
                             reply: Reply::Delete { existed, reply },
                         }),
                         Err(e) => {

@@ -120,8 +120,8 @@ impl Metrics {
             m,
             "versions_ahead_total",
             "counter",
-            "Datagrams refused because a data version was too far ahead of our wall clock.",
-            &[("", s.versions_ahead)],
+            "Peers' writes refused because their version was more than max_clock_ahead ahead of our wall clock (accepted once it catches up).",
+            &[("", self.data.ahead)],
         );
         metric(
             m,
@@ -262,12 +262,21 @@ impl Metrics {
                 m,
                 "store_writes_total",
                 "counter",
-                "Records committed, by origin; local writes refused because their commit failed.",
+                "Records committed, by origin; local writes refused (not on disk) or of unknown outcome; records removed.",
                 &[
                     ("origin=\"local\"", c.local_writes),
                     ("origin=\"peer\"", c.peer_writes),
                     ("origin=\"refused\"", c.local_refused),
+                    ("origin=\"unknown\"", c.local_unknown),
+                    ("origin=\"removed\"", c.removed),
                 ],
+            );
+            metric(
+                m,
+                "store_resyncs_total",
+                "counter",
+                "Whole comparisons of memory and disk, after the node dropped change events.",
+                &[("", c.resyncs)],
             );
             metric(
                 m,

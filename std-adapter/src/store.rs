@@ -10,7 +10,8 @@
 //!   It is the witness that data existed: a data file missing, replaced by an empty one, or older than
 //!   the generation says, is refused the same way.
 //!
-//! A refused data directory is never changed. [`Store::open`] with `recover` moves the damaged files
+//! A refused data directory keeps all it holds: nothing is moved, truncated or rewritten (redb's
+//! own check may rewrite its allocator bookkeeping). [`Store::open`] with `recover` moves the damaged files
 //! aside (`*.damaged-<unix ms>`), starts an empty replica marked as recovering, and the agent refills
 //! it from its peers; the mark is cleared by the first commit after a peer's data root matched ours.
 //!
@@ -219,6 +220,8 @@ pub struct Opened {
 pub struct Batch {
     /// Records to store; an older version than the stored one is skipped.
     pub writes: Vec<Saved>,
+    /// Keys to remove, each unless the stored version is newer than the one given.
+    pub removals: Vec<(Vec<u8>, Version)>,
     /// The clock's high-water mark.
     pub clock: u64,
     /// A peer's data root matched ours: the replica has been refilled.
@@ -236,6 +239,18 @@ pub struct Committed {
     pub skipped: usize,
     /// Expired tombstones dropped.
     pub collected: usize,
+    /// Records removed.
+    pub removed: usize,
+}
+
+/// A commit that failed.
+#[derive(Debug)]
+pub struct CommitFailed {
+    /// Why.
+    pub error: io::Error,
+    /// For each write of the batch, whether it is on disk after all (a commit can fail after its
+    /// pages were written), read back from the file opened again; `None` if it could not be.
+    pub landed: Option<Vec<bool>>,
 }
 
 /// A data directory, open.
@@ -538,8 +553,35 @@ impl Store {
     }
 
     /// Makes `batch` durable: when this returns `Ok`, every record of it (or a newer version of its
-    /// key) is on disk. On an error nothing of the batch was committed.
-    pub fn commit(&self, batch: &Batch) -> io::Result<Committed> {
+    /// key) is on disk. On an error, the file is opened again and read back to tell which writes
+    /// reached it all the same.
+    pub fn commit(&self, batch: &Batch) -> Result<Committed, CommitFailed> {
+        self.write(batch).map_err(|error| CommitFailed {
+            error,
+            landed: self.read_back(&batch.writes).ok(),
+        })
+    }
+
+    /// Whether each of `writes` is on disk (at its version or a newer one).
+    fn read_back(&self, writes: &[Saved]) -> io::Result<Vec<bool>> {
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let records = tx.open_table(RECORDS)?;
+            writes
+                .iter()
+                .map(|w| {
+                    Ok(match records.get(w.key.as_slice())? {
+                        Some(g) => {
+                            Saved::decode(&w.key, g.value()).is_ok_and(|s| s.version >= w.version)
+                        }
+                        None => false,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn write(&self, batch: &Batch) -> io::Result<Committed> {
         self.with_db(|db| {
             let tx = Self::write_tx(db)?;
             let mut done = Committed::default();
@@ -547,6 +589,20 @@ impl Store {
                 let mut records = tx.open_table(RECORDS)?;
                 let mut tombstones = tx.open_table(TOMBSTONES)?;
                 let mut meta = tx.open_table(META)?;
+                for (key, upto) in &batch.removals {
+                    let old = match records.get(key.as_slice())? {
+                        Some(g) => Saved::decode(key, g.value()).ok(),
+                        None => continue,
+                    };
+                    if old.as_ref().is_some_and(|o| o.version > *upto) {
+                        continue;
+                    }
+                    records.remove(key.as_slice())?;
+                    if let Some(o) = old.filter(|o| o.value.is_none()) {
+                        tombstones.remove(tombstone_key(o.deleted_at_ms, key).as_slice())?;
+                    }
+                    done.removed += 1;
+                }
                 for w in &batch.writes {
                     let old = match records.get(w.key.as_slice())? {
                         Some(g) => Some(Saved::decode(&w.key, g.value()).map_err(|e| {
@@ -691,6 +747,30 @@ mod tests {
             sorted(o.records),
             vec![kept, saved("revived", 2, Some("back"))]
         );
+    }
+
+    #[test]
+    fn a_removal_leaves_a_newer_record_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Store::open(dir.path(), false).unwrap();
+        o.store
+            .commit(&batch(vec![saved("a", 5, Some("x")), saved("b", 5, None)]))
+            .unwrap();
+        let c = o
+            .store
+            .commit(&Batch {
+                removals: vec![
+                    (b"a".to_vec(), Version::new(4, 1, 0)),
+                    (b"b".to_vec(), Version::new(5, 1, 0)),
+                    (b"never".to_vec(), Version::new(5, 1, 0)),
+                ],
+                ..Batch::default()
+            })
+            .unwrap();
+        assert_eq!(c.removed, 1);
+        drop(o);
+        let o = Store::open(dir.path(), false).unwrap();
+        assert_eq!(o.records, vec![saved("a", 5, Some("x"))]);
     }
 
     fn flip_a_byte_in_the_middle(path: &Path) {

@@ -39,7 +39,7 @@ pub use storage::{HeaplessStorage, Storage};
 use suspect::Suspicion;
 
 use crate::config::{Config, ConfigError};
-use crate::data::{DataError, DataMap, MergeOutcome, WireEntry};
+use crate::data::{DataError, DataMap, MergeOutcome, Prepared, WireEntry};
 use crate::gossip::{retransmit_limit, Broadcasts};
 use crate::members::{Change, MemberError, Members, Status};
 use crate::pace::Pacer;
@@ -69,6 +69,10 @@ pub enum Event<K> {
     MemberRestarted(NodeId),
     /// A key was written or deleted by another node.
     DataChanged(K),
+    /// This many events were dropped because the queue was full (the application did not drain it
+    /// after every input, or one datagram changed more than it holds). It comes after the events
+    /// that were kept; whoever mirrors the node's state must re-read it whole.
+    Lagged(u64),
 }
 
 /// Why a datagram was refused. The node's state is unchanged.
@@ -140,9 +144,6 @@ pub struct NodeStats {
     pub feeds: u64,
     /// Newcomers not fed because the pacing budget was spent (they ask again while alone).
     pub feeds_withheld: u64,
-    /// Datagrams refused because a data version in them was too far ahead of our wall clock
-    /// ([`crate::clock`]); also counted in `refused`.
-    pub versions_ahead: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -232,6 +233,8 @@ pub struct Node<
     /// on news; `None` (calm) once a peer's root matches ours.
     sync_hurry: Option<Duration>,
     data_in_sync_at: Option<Instant>,
+    /// Events dropped since the last [`Event::Lagged`].
+    lagged: u64,
     /// Bounds feeds like the sync engine's pacing bounds its answers.
     feeds: Pacer,
     seq: u32,
@@ -327,6 +330,7 @@ impl<
             next_sync,
             sync_hurry: None,
             data_in_sync_at: None,
+            lagged: 0,
             feeds: Pacer::new(config.sync.burst, config.sync.datagrams_per_sec),
             seq: 0,
             relays: Vec::new(),
@@ -394,6 +398,7 @@ impl<
     pub(super) fn event(&mut self, e: Event<S::Key>) {
         if self.events.push_back(e).is_err() {
             self.stats.events_dropped = self.stats.events_dropped.saturating_add(1);
+            self.lagged = self.lagged.saturating_add(1);
         }
     }
 
@@ -490,42 +495,57 @@ impl<
         key: &[u8],
         value: &[u8],
     ) -> Result<crate::Version, DataError> {
-        let v = self.prepare_write(now, key, Some(value))?;
-        self.apply_write(now, key, Some(value), v)
+        self.write(now, key, Some(value))
     }
 
     /// Deletes `key` and spreads the delete: a tombstone with a fresh version, whether or not this
     /// node holds the key.
     pub fn delete(&mut self, now: Instant, key: &[u8]) -> Result<crate::Version, DataError> {
-        let v = self.prepare_write(now, key, None)?;
-        self.apply_write(now, key, None, v)
+        self.write(now, key, None)
+    }
+
+    /// Sets (`Some`) or deletes (`None`) `key` in one step, and spreads the write.
+    pub fn write(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<crate::Version, DataError> {
+        let p = self.prepare_write(now, key, value)?;
+        self.apply_write(now, key, value, p)
     }
 
     /// The first half of a write that must be durable before it takes effect: checks `value`
-    /// (`None`: a delete) for `key` and reserves its version. Nothing else changes; make the write
-    /// durable, then call [`Self::apply_write`] (or never, if that failed).
+    /// (`None`: a delete) for `key`, reserves its version and, for a new key, a table slot. Nothing
+    /// else changes; make the write durable, then call [`Self::apply_write`], or
+    /// [`Self::abandon_write`] if that failed.
     pub fn prepare_write(
         &mut self,
         now: Instant,
         key: &[u8],
         value: Option<&[u8]>,
-    ) -> Result<crate::Version, DataError> {
+    ) -> Result<Prepared, DataError> {
         self.data.prepare(now, key, value)
     }
 
-    /// The second half: applies a write prepared with `version` and spreads it.
-    /// [`DataError::Superseded`] if a newer write of the key arrived meanwhile (nothing changed).
+    /// The second half: applies a prepared write and spreads it. [`DataError::Superseded`] if a
+    /// newer write of the key arrived meanwhile (nothing changed).
     pub fn apply_write(
         &mut self,
         now: Instant,
         key: &[u8],
         value: Option<&[u8]>,
-        version: crate::Version,
+        prepared: Prepared,
     ) -> Result<crate::Version, DataError> {
-        let v = self.data.apply(now, key, value, version)?;
+        let v = self.data.apply(now, key, value, prepared)?;
         let h = self.data.hash_of(key);
         self.spread(TreeId::DATA, h);
         Ok(v)
+    }
+
+    /// Gives up a prepared write that will never be applied (it could not be made durable).
+    pub fn abandon_write(&mut self, prepared: Prepared) {
+        self.data.abandon(prepared);
     }
 
     pub(super) fn on_change(&mut self, now: Instant, id: NodeId, change: Change) {

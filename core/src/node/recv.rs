@@ -38,16 +38,8 @@ impl<
         let stranger = self.members.get(header.sender).is_none();
         let alone = self.members.live() <= 1;
         let r = self.dispatch(now, from, &msg);
-        match r {
-            Ok(()) => {}
-            Err(
-                RecvError::Rumor(EntryError::VersionTooFar)
-                | RecvError::Sync(SyncError::Entry(EntryError::VersionTooFar)),
-            ) => {
-                self.stats.refused = self.stats.refused.saturating_add(1);
-                self.stats.versions_ahead = self.stats.versions_ahead.saturating_add(1);
-            }
-            Err(_) => self.stats.refused = self.stats.refused.saturating_add(1),
+        if r.is_err() {
+            self.stats.refused = self.stats.refused.saturating_add(1);
         }
         let known = self
             .members
@@ -223,7 +215,7 @@ impl<
             bytes,
             |r: Rumor<'_>| match r {
                 Rumor::Member(m) => self.members.check(&m),
-                Rumor::Data(e) => self.data.check(now, &e),
+                Rumor::Data(e) => self.data.check(&e),
                 Rumor::Suspect(_) => Ok(()),
             },
             EntryError::Malformed,
@@ -253,7 +245,7 @@ impl<
         let mut news = false;
         match tree {
             TreeId::MEMBERS => {
-                self.members.check_entries(now, bytes).map_err(bad)?;
+                self.members.check_entries(bytes).map_err(bad)?;
                 let _ = each_entry(
                     bytes,
                     |m: WireMember<'_>| {
@@ -264,7 +256,7 @@ impl<
                 );
             }
             TreeId::DATA => {
-                self.data.check_entries(now, bytes).map_err(bad)?;
+                self.data.check_entries(bytes).map_err(bad)?;
                 let _ = each_entry(
                     bytes,
                     |e: WireEntry<'_>| {

@@ -356,7 +356,10 @@ impl<
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event<S::Key>> {
-        self.events.pop_front()
+        self.events.pop_front().or_else(|| {
+            let n = core::mem::take(&mut self.lagged);
+            (n > 0).then_some(Event::Lagged(n))
+        })
     }
 
     /// When [`Node::handle_timeout`] should next be called.

@@ -238,6 +238,36 @@ fn writes_spread_by_gossip_within_two_seconds() {
 }
 
 #[test]
+fn events_beyond_the_queue_are_reported_as_lagged_never_lost_silently() {
+    let mut c = Cluster::joined(2);
+    let now = c.now;
+    for i in 0..40u8 {
+        c.nodes[0].set(now, &[b'k', i], b"v").unwrap();
+    }
+    c.secs(2);
+    for i in 0..40u8 {
+        assert_eq!(c.nodes[1].get(&[b'k', i]), Some(&b"v"[..]));
+    }
+    let changed = c.events[1]
+        .iter()
+        .filter(|e| matches!(e, Event::DataChanged(_)))
+        .count() as u64;
+    let lagged: u64 = c.events[1]
+        .iter()
+        .map(|e| match e {
+            Event::Lagged(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    assert!(
+        lagged > 0,
+        "one datagram of 40 writes overflows a 32-event queue"
+    );
+    assert_eq!(changed + lagged, 40);
+    assert_eq!(c.nodes[1].stats().events_dropped, lagged);
+}
+
+#[test]
 fn a_crashed_node_is_suspected_then_declared_dead() {
     let mut c = Cluster::joined(4);
     c.up[3] = false;

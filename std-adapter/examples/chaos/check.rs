@@ -8,8 +8,11 @@
 //! - lost: anything else: the key holds a value written before W began, or is absent with no delete
 //!   that could follow W (for a delete: a key deleted by W has come back).
 //!
-//! A write answered with an error must have changed nothing: its value found at the end is a
-//! phantom. A key whose state differs between agents is divergent.
+//! A write answered with an error must have changed nothing: its value found at the end on any
+//! agent is a phantom. A key whose state differs between agents is divergent.
+//!
+//! [`local`] applies the same rule to one agent's own disk: every write that agent acknowledged
+//! must be there, or superseded, when it restarts alone after a crash.
 
 use crate::client::{Kind, Op, Outcome};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +37,15 @@ pub struct Report {
 pub type State = BTreeMap<String, String>;
 
 pub fn check(ops: &[Op], finals: &[State]) -> Report {
+    judge(ops, finals, None)
+}
+
+/// The writes acknowledged by `agent`, against that agent's state alone.
+pub fn local(ops: &[Op], agent: usize, state: &State) -> Report {
+    judge(ops, std::slice::from_ref(state), Some(agent))
+}
+
+fn judge(ops: &[Op], finals: &[State], only: Option<usize>) -> Report {
     let mut r = Report {
         attempts: ops.len(),
         ..Report::default()
@@ -67,7 +79,7 @@ pub fn check(ops: &[Op], finals: &[State]) -> Report {
         let last = reference.get(*key);
         for w in writes {
             if let (Outcome::Failed(why), Kind::Put { value }) = (&w.outcome, &w.kind) {
-                if last == Some(value) {
+                if finals.iter().any(|f| f.get(*key) == Some(value)) {
                     r.phantom += 1;
                     if r.examples.len() < 10 {
                         r.examples.push(format!("phantom {key}={value} ({why})"));
@@ -75,7 +87,8 @@ pub fn check(ops: &[Op], finals: &[State]) -> Report {
                 }
             }
         }
-        for w in writes.iter().filter(|w| w.outcome == Outcome::Ok) {
+        let judged = |w: &&&Op| w.outcome == Outcome::Ok && only.is_none_or(|a| w.agent == a);
+        for w in writes.iter().filter(judged) {
             let produced = |o: &Op| match (&o.kind, last) {
                 (Kind::Put { value }, Some(v)) => value == v,
                 (Kind::Delete, None) => true,
@@ -164,6 +177,15 @@ mod tests {
         assert_eq!((r.lost, r.resurrected), (1, 1));
         let r = check(&ops, &[state(&[])]);
         assert_eq!((r.lost, r.superseded, r.kept), (0, 1, 1));
+    }
+
+    #[test]
+    fn an_agent_is_judged_only_on_what_it_acknowledged() {
+        let mut ops = vec![op("k", put("a"), 0, 5, Outcome::Ok)];
+        ops[0].agent = 1;
+        let r = local(&ops, 1, &state(&[]));
+        assert_eq!(r.lost, 1);
+        assert_eq!(local(&ops, 0, &state(&[])).lost, 0);
     }
 
     #[test]

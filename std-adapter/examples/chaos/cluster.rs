@@ -173,6 +173,15 @@ impl Cluster {
 
     /// Starts agent `i` (seeded with every other agent).
     pub fn start(&mut self, i: usize) -> Result<(), String> {
+        self.spawn(i, true)
+    }
+
+    /// Starts agent `i` with no seeds: alone, with nothing but its own disk.
+    pub fn start_alone(&mut self, i: usize) -> Result<(), String> {
+        self.spawn(i, false)
+    }
+
+    fn spawn(&mut self, i: usize, seeded: bool) -> Result<(), String> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -199,7 +208,7 @@ impl Cluster {
             .arg(self.data_dir(i))
             .arg("--key-file")
             .arg(self.work.join("keys"));
-        for j in (0..self.len()).filter(|&j| j != i) {
+        for j in (0..self.len()).filter(|&j| seeded && j != i) {
             cmd.args(["--seed", &self.gossip_addr(j)]);
         }
         let child = cmd
