@@ -12,7 +12,9 @@
 //!
 //! A version more than [`WallClock`]'s `max_ahead` ahead of our wall clock is refused (and counted by
 //! the caller), so one node with a clock far in the future cannot drag the cluster's clocks along;
-//! it is accepted once real time has caught up with it. Without a wall clock (a microcontroller without
+//! it is accepted once real time has caught up with it, and then it wins over writes made meanwhile:
+//! a clock far ahead breaks the skew assumption, and the refusals counted on the other nodes are the
+//! alarm. Without a wall clock (a microcontroller without
 //! a real-time clock) the clock is a Lamport counter: each write is one above the largest value seen,
 //! and only values above [`MAX_MAJOR`] are refused, so such a node still takes part in a cluster of
 //! nodes that have wall clocks.
