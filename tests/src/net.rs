@@ -58,6 +58,8 @@ pub struct NetStats {
     pub duplicated: u64,
     /// Datagrams delivered (copies included).
     pub delivered: u64,
+    /// Datagrams delivered after one sent later on the same path (from one host to another).
+    pub reordered: u64,
 }
 
 /// The network between `hosts` hosts.
@@ -70,6 +72,8 @@ pub struct Net {
     seq: u64,
     side: Vec<u32>,
     stats: NetStats,
+    /// The latest send sequence delivered on each path.
+    delivered_seq: std::collections::HashMap<(usize, usize), u64>,
 }
 
 impl Net {
@@ -84,6 +88,7 @@ impl Net {
             seq: 0,
             side: vec![0; hosts],
             stats: NetStats::default(),
+            delivered_seq: std::collections::HashMap::new(),
         }
     }
 
@@ -173,7 +178,7 @@ impl Net {
     /// drops it on arrival.
     pub fn pop_due(&mut self, now: Instant) -> Option<Delivery> {
         loop {
-            let &Reverse((at, _, slot)) = self.queue.peek()?;
+            let &Reverse((at, seq, slot)) = self.queue.peek()?;
             if at > now {
                 return None;
             }
@@ -185,6 +190,11 @@ impl Net {
                 continue;
             }
             self.stats.delivered += 1;
+            let last = self.delivered_seq.entry((d.from, d.to)).or_insert(0);
+            if seq < *last {
+                self.stats.reordered += 1;
+            }
+            *last = (*last).max(seq);
             return Some(d);
         }
     }

@@ -75,6 +75,10 @@ pub struct Traffic {
     pub rounds: u32,
     /// Datagrams the receiver rejected.
     pub rejected: u64,
+    /// Datagrams that arrived after one sent later on the same path.
+    pub reordered: u64,
+    /// Extra copies the link delivered.
+    pub duplicated: u64,
 }
 
 /// Runs exchanges started by `a` until the roots agree or `max_rounds` exchanges have run. Returns the
@@ -91,8 +95,9 @@ pub fn reconcile<R: Replica>(
     let mut t = Traffic::default();
     let config = NetConfig {
         latency: link.latency,
+        jitter: link.jitter,
         loss: link.loss,
-        ..NetConfig::default()
+        duplicate: link.duplicate,
     };
     let mut net = Net::new(2, config, rng.next_u64());
     let mut buf = vec![0u8; 65_536];
@@ -143,6 +148,8 @@ pub fn reconcile<R: Replica>(
             }
         }
     }
+    t.reordered = net.stats().reordered;
+    t.duplicated = net.stats().duplicated;
     (t, now)
 }
 

@@ -1,6 +1,7 @@
 //! Laws of reconciliation, checked over random replicas and a lossy link.
 
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tidings::data::{AllocData, DataConfig, HeaplessData, WireEntry, WireValue};
 use tidings::sync::SyncConfig;
 use tidings::tree::tree_size;
@@ -9,6 +10,43 @@ use tidings::{DigestKey, Duration, Instant, NodeId, Version};
 use tidings_sim::pair::{self, Link, Peer};
 use tidings_sim::reconcile::same_records;
 use tidings_sim::rng::Rng;
+
+/// What the links of a property's runs did, to check that it ran over reordering and duplication
+/// (its runs are many and small: a single run may see neither). One per property: tests run in
+/// parallel.
+struct Seen {
+    reordered: AtomicU64,
+    duplicated: AtomicU64,
+}
+
+impl Seen {
+    const fn new() -> Self {
+        Seen {
+            reordered: AtomicU64::new(0),
+            duplicated: AtomicU64::new(0),
+        }
+    }
+
+    fn add(&self, t: &pair::Traffic) {
+        self.reordered.fetch_add(t.reordered, Ordering::Relaxed);
+        self.duplicated.fetch_add(t.duplicated, Ordering::Relaxed);
+    }
+
+    fn assert_both(&self) {
+        assert!(
+            self.reordered.load(Ordering::Relaxed) > 0,
+            "no datagram was reordered"
+        );
+        assert!(
+            self.duplicated.load(Ordering::Relaxed) > 0,
+            "no datagram was duplicated"
+        );
+    }
+}
+
+static SEEN_DATA: Seen = Seen::new();
+static SEEN_HEAPLESS: Seen = Seen::new();
+static SEEN_MEMBERS: Seen = Seen::new();
 
 /// Two replicas' histories: shared writes, then writes and deletes on each side alone.
 #[derive(Clone, Debug)]
@@ -113,6 +151,7 @@ fn any_two_replicas_reconcile_to_equal_roots_and_maps_within_the_datagram_bound(
         let (mut pa, mut pb) = (Peer::new(1, a, sync), Peer::new(2, b, sync));
         let mut rng = Rng::new(s.seed);
         let (t, _) = pair::reconcile(&mut pa, &mut pb, TreeId::DATA, link, &mut rng, 200, now);
+        SEEN_DATA.add(&t);
         let equal =
             pa.replica.root() == pb.replica.root() && same_records(&pa.replica, &pb.replica);
         if !equal {
@@ -132,6 +171,7 @@ fn any_two_replicas_reconcile_to_equal_roots_and_maps_within_the_datagram_bound(
     QuickCheck::new()
         .tests(150)
         .quickcheck(prop as fn(Scenario) -> TestResult);
+    SEEN_DATA.assert_both();
 }
 
 #[test]
@@ -176,6 +216,7 @@ fn heapless_replicas_reconcile_including_listings_that_span_datagrams() {
             max_datagram: 512,
         };
         let (t, _) = pair::reconcile(&mut pa, &mut pb, TreeId::DATA, link, &mut rng, 100, now);
+        SEEN_HEAPLESS.add(&t);
         assert_eq!(pa.replica.root(), pb.replica.root(), "seed {seed}: {t:?}");
         let mut ea: Vec<_> = pa
             .replica
@@ -192,6 +233,7 @@ fn heapless_replicas_reconcile_including_listings_that_span_datagrams() {
         assert_eq!(ea, eb, "seed {seed}");
         assert!(t.max_datagram <= 512 - tidings::wire::TAG_RESERVE);
     }
+    SEEN_HEAPLESS.assert_both();
 }
 
 #[test]
@@ -250,6 +292,7 @@ fn member_tables_reconcile_whatever_each_side_heard() {
         };
         let mut rng = Rng::new(seed);
         let (t, _) = pair::reconcile(&mut pa, &mut pb, TreeId::MEMBERS, link, &mut rng, 200, now);
+        SEEN_MEMBERS.add(&t);
         if pa.replica.root() != pb.replica.root() {
             return TestResult::error(format!("member roots differ: {t:?}"));
         }
@@ -260,4 +303,5 @@ fn member_tables_reconcile_whatever_each_side_heard() {
     QuickCheck::new().tests(100).quickcheck(
         prop as fn(Vec<(u16, u8, u8, u8)>, Vec<(u16, u8, u8, u8)>, u8, u64) -> TestResult,
     );
+    SEEN_MEMBERS.assert_both();
 }
