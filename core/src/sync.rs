@@ -394,13 +394,19 @@ impl<const TASKS: usize> Engine<TASKS> {
             Message::Entries { bytes, .. } => {
                 replica.check_entries(bytes).map_err(SyncError::Entry)?;
                 let m = replica.merge_entries(now, bytes);
-                self.stats.applied = self.stats.applied.saturating_add(u64::from(m.applied));
-                self.stats.stale = self.stats.stale.saturating_add(u64::from(m.stale));
-                self.stats.full = self.stats.full.saturating_add(u64::from(m.full));
+                self.count_merged(m);
                 handled.applied = m.applied;
             }
         }
         Ok(handled)
+    }
+
+    /// Counts entries of an exchange that the caller merged itself (to report and spread each
+    /// change), so [`SyncStats`] covers every entry received either way.
+    pub fn count_merged(&mut self, m: Merged) {
+        self.stats.applied = self.stats.applied.saturating_add(u64::from(m.applied));
+        self.stats.stale = self.stats.stale.saturating_add(u64::from(m.stale));
+        self.stats.full = self.stats.full.saturating_add(u64::from(m.full));
     }
 
     /// The table of the next datagram, so a node with several tables knows which to pass to

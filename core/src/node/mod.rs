@@ -28,6 +28,7 @@
 mod recv;
 mod rumor;
 mod run;
+mod schedule;
 mod storage;
 mod suspect;
 pub mod timing;
@@ -49,6 +50,7 @@ use crate::wire::{Probe, ProbeRequest, Rejects, TreeId, WireError};
 use crate::{Duration, Instant, NodeId};
 use core::net::SocketAddr;
 use heapless::{Deque, Vec};
+use schedule::SyncSchedule;
 use timing::Awareness;
 
 /// Something the application may want to know.
@@ -227,11 +229,8 @@ pub struct Node<
     probe_cursor: u64,
     next_probe: Instant,
     next_gossip: Instant,
-    next_sync: Instant,
-    /// While member tables were last seen to differ: the wait before the next exchange, doubling
-    /// at each one up to the sync interval, when the node calms down. Back to the gossip interval
-    /// on news; `None` (calm) once a peer's root matches ours.
-    sync_hurry: Option<Duration>,
+    /// When anti-entropy next runs, and how soon after that while tables differ.
+    sync_at: SyncSchedule,
     data_in_sync_at: Option<Instant>,
     /// Events dropped since the last [`Event::Lagged`].
     lagged: u64,
@@ -327,8 +326,7 @@ impl<
             probe_cursor,
             next_probe,
             next_gossip,
-            next_sync,
-            sync_hurry: None,
+            sync_at: SyncSchedule::new(next_sync),
             data_in_sync_at: None,
             lagged: 0,
             feeds: Pacer::new(config.sync.burst, config.sync.datagrams_per_sec),

@@ -6,7 +6,7 @@ use crate::data::{MergeOutcome, WireEntry};
 use crate::indexed::each_entry;
 use crate::members::{Status, WireMember};
 use crate::store::ByteBuf;
-use crate::sync::{EntryError, Replica, SyncError};
+use crate::sync::{EntryError, Merged, Replica, SyncError};
 use crate::wire::{self, Message, TreeId, WireError};
 use crate::{Instant, NodeId};
 use core::net::SocketAddr;
@@ -81,24 +81,10 @@ impl<
         self.stats.feeds = self.stats.feeds.saturating_add(1);
     }
 
-    /// Brings the next anti-entropy exchange forward to one gossip interval from `now`, and keeps
-    /// comparing after that: an exchange brought news, showed we are behind a peer, or we just
-    /// joined.
+    /// News (an exchange brought entries, showed we are behind, or we just joined): compare again
+    /// soon, and keep comparing.
     fn sync_soon(&mut self, now: Instant) {
-        let soon = self.config.swim.gossip_interval;
-        self.sync_hurry = Some(soon);
-        self.next_sync = self.next_sync.min(now.saturating_add(soon));
-    }
-
-    /// A peer's member table differs from ours: keep comparing, each time a little later
-    /// (`sync_hurry`), until a root matches ours or the wait reaches the sync interval. Unlike
-    /// news, this holds when exchanges are lost or refused; the doubling keeps a cluster in
-    /// constant churn from syncing at every gossip interval.
-    fn sync_diverged(&mut self, now: Instant) {
-        let wait = *self
-            .sync_hurry
-            .get_or_insert(self.config.swim.gossip_interval);
-        self.next_sync = self.next_sync.min(now.saturating_add(wait));
+        self.sync_at.soon(now, &self.config.swim);
     }
 
     /// Checks the header, then the tag (with a keyring), then decodes the message.
@@ -190,9 +176,9 @@ impl<
                                     // entries themselves are lost on the way.
                                     self.sync_soon(now);
                                 } else if h.mismatched || h.described {
-                                    self.sync_diverged(now);
+                                    self.sync_at.diverged(now, &self.config.swim);
                                 } else if h.in_sync {
-                                    self.sync_hurry = None;
+                                    self.sync_at.calm();
                                 }
                             })
                     }
@@ -240,16 +226,26 @@ impl<
         Ok(())
     }
 
+    /// Entries from an exchange, merged here rather than by the engine so that each change is
+    /// reported and spread like news; counted in the engine's [`crate::sync::SyncStats`] all the same.
     fn entries(&mut self, now: Instant, tree: TreeId, bytes: &[u8]) -> Result<(), RecvError> {
         let bad = |e| RecvError::Sync(SyncError::Entry(e));
-        let mut news = false;
+        let mut merged = Merged::default();
+        let mut tally = |changed: bool| {
+            let n = if changed {
+                &mut merged.applied
+            } else {
+                &mut merged.stale
+            };
+            *n = n.saturating_add(1);
+        };
         match tree {
             TreeId::MEMBERS => {
                 self.members.check_entries(bytes).map_err(bad)?;
                 let _ = each_entry(
                     bytes,
                     |m: WireMember<'_>| {
-                        news |= self.apply_member(now, &m);
+                        tally(self.apply_member(now, &m));
                         Ok::<(), ()>(())
                     },
                     (),
@@ -260,7 +256,7 @@ impl<
                 let _ = each_entry(
                     bytes,
                     |e: WireEntry<'_>| {
-                        news |= self.apply_data(now, &e);
+                        tally(self.apply_data(now, &e));
                         Ok::<(), ()>(())
                     },
                     (),
@@ -268,7 +264,8 @@ impl<
             }
             _ => return Err(RecvError::Sync(SyncError::BadNode)),
         }
-        if news {
+        self.sync.count_merged(merged);
+        if merged.applied > 0 {
             // Anti-entropy found a difference: the cluster is diverged (a healed partition, a
             // restart), so compare with another member soon rather than a whole interval later.
             self.sync_soon(now);

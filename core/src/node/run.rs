@@ -207,7 +207,7 @@ impl<
             self.next_gossip = now.saturating_add(swim.gossip_interval);
         }
 
-        if now >= self.next_sync {
+        if self.sync_at.due(now) {
             // Members we hold dead are asked too: one that answers was only cut off, and the
             // exchange heals the partition. Left members are not.
             let mut started = true;
@@ -220,18 +220,7 @@ impl<
                 // lost on the way) merge through the seeds.
                 self.ask_seeds(false);
             }
-            // An exchange refused for a full queue (a busy moment) is tried again soon; while
-            // tables differ, the next comes after the hurry, which doubles each time.
-            let wait = match (started, self.sync_hurry) {
-                (false, _) => swim.gossip_interval,
-                (true, Some(d)) => {
-                    let next = d.saturating_mul(2);
-                    self.sync_hurry = (next < swim.sync_interval).then_some(next);
-                    d
-                }
-                (true, None) => swim.sync_interval,
-            };
-            self.next_sync = now.saturating_add(wait);
+            self.sync_at.ran(now, started, &swim);
         }
 
         self.relays.retain(|r| r.until > now);
@@ -372,7 +361,7 @@ impl<
                 .and_then(|p| p.indirect_at.filter(|_| !p.acked)),
             suspicion,
             gossip,
-            Some(self.next_sync),
+            Some(self.sync_at.next()),
             self.data.poll_timeout(),
             self.members.poll_timeout(),
             self.sync.poll_timeout(),

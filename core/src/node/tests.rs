@@ -268,6 +268,25 @@ fn events_beyond_the_queue_are_reported_as_lagged_never_lost_silently() {
 }
 
 #[test]
+fn entries_repaired_by_anti_entropy_are_counted_in_the_sync_stats() {
+    let mut c = Cluster::joined(3);
+    c.up[2] = false;
+    let now = c.now;
+    for i in 0..10u8 {
+        c.nodes[0].set(now, &[b'k', i], b"v").unwrap();
+    }
+    // Long enough for the rumors to be spent while node 2 is away.
+    c.secs(5);
+    c.up[2] = true;
+    c.secs(70);
+    for i in 0..10u8 {
+        assert_eq!(c.nodes[2].get(&[b'k', i]), Some(&b"v"[..]));
+    }
+    let s = c.nodes[2].sync_stats();
+    assert!(s.applied >= 1, "{s:?}");
+}
+
+#[test]
 fn a_crashed_node_is_suspected_then_declared_dead() {
     let mut c = Cluster::joined(4);
     c.up[3] = false;
