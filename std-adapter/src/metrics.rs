@@ -153,6 +153,13 @@ impl Metrics {
         );
         metric(
             m,
+            "out_dropped_total",
+            "counter",
+            "Datagrams the node could not queue because its outgoing queue was full.",
+            &[("", s.out_dropped)],
+        );
+        metric(
+            m,
             "events_dropped_total",
             "counter",
             "Events the node dropped because they were not drained in time.",

@@ -146,6 +146,9 @@ pub struct NodeStats {
     pub feeds: u64,
     /// Newcomers not fed because the pacing budget was spent (they ask again while alone).
     pub feeds_withheld: u64,
+    /// Datagrams not queued because the outgoing queue was full (the driver did not drain
+    /// [`Node::poll_transmit`] after an input): probes, acks, gossip.
+    pub out_dropped: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -393,6 +396,16 @@ impl<
         self.gossip.push(tree, hash, budget);
     }
 
+    /// Queues a datagram to send. A full queue refuses it, counted in `out_dropped`; the caller
+    /// learns whether it went in.
+    fn queue(&mut self, o: Out) -> bool {
+        let queued = self.out.push_back(o).is_ok();
+        if !queued {
+            self.stats.out_dropped = self.stats.out_dropped.saturating_add(1);
+        }
+        queued
+    }
+
     pub(super) fn event(&mut self, e: Event<S::Key>) {
         if self.events.push_back(e).is_err() {
             self.stats.events_dropped = self.stats.events_dropped.saturating_add(1);
@@ -421,7 +434,7 @@ impl<
     fn announce(&mut self, seed: SocketAddr) {
         let me = self.members.hash_of(self.config.node);
         self.spread(TreeId::MEMBERS, me);
-        let _ = self.out.push_back(Out::Gossip { to: seed });
+        self.queue(Out::Gossip { to: seed });
         self.sync.start(seed, TreeId::MEMBERS);
     }
 
@@ -440,7 +453,7 @@ impl<
                     seq: self.seq,
                     target,
                 };
-                let _ = self.out.push_back(Out::Ping { to, probe });
+                self.queue(Out::Ping { to, probe });
             }
         }
         Ok(())

@@ -77,7 +77,7 @@ impl<
             self.stats.feeds_withheld = self.stats.feeds_withheld.saturating_add(1);
             return;
         }
-        let _ = self.out.push_back(Out::Feed { to, newcomer });
+        self.queue(Out::Feed { to, newcomer });
         self.stats.feeds = self.stats.feeds.saturating_add(1);
     }
 
@@ -123,7 +123,7 @@ impl<
             Message::Ping { probe, rumors } => {
                 self.rumors(now, rumors)?;
                 if probe.target == self.config.node {
-                    let _ = self.out.push_back(Out::Ack {
+                    self.queue(Out::Ack {
                         to: from,
                         seq: probe.seq,
                     });
@@ -147,7 +147,7 @@ impl<
                         seq: self.seq,
                         target: request.target,
                     };
-                    let _ = self.out.push_back(Out::Ping {
+                    self.queue(Out::Ping {
                         to: request.addr,
                         probe,
                     });
@@ -312,7 +312,7 @@ impl<
         }
         if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {
             let r = self.relays.swap_remove(i);
-            let _ = self.out.push_back(Out::Ack {
+            self.queue(Out::Ack {
                 to: r.requester,
                 seq: r.their_seq,
             });

@@ -134,20 +134,20 @@ impl<
             if let Some((target, to)) = self.next_target().filter(|_| active) {
                 self.seq = self.seq.wrapping_add(1);
                 let indirect_at = now.saturating_add(self.awareness.scale(swim.probe_timeout));
-                self.probing = Some(Probing {
-                    target,
+                let probe = Probe {
                     seq: self.seq,
-                    indirect_at: Some(indirect_at),
-                    acked: false,
-                });
-                let _ = self.out.push_back(Out::Ping {
-                    to,
-                    probe: Probe {
-                        seq: self.seq,
+                    target,
+                };
+                // A probe that could not be queued is not one: the target is not judged on it.
+                if self.queue(Out::Ping { to, probe }) {
+                    self.probing = Some(Probing {
                         target,
-                    },
-                });
-                self.stats.probes = self.stats.probes.saturating_add(1);
+                        seq: self.seq,
+                        indirect_at: Some(indirect_at),
+                        acked: false,
+                    });
+                    self.stats.probes = self.stats.probes.saturating_add(1);
+                }
             }
             self.next_probe = now.saturating_add(self.awareness.scale(swim.probe_interval));
         }
@@ -170,8 +170,9 @@ impl<
                     target: p.target,
                     addr,
                 };
-                let _ = self.out.push_back(Out::PingReq { to: via, request });
-                self.stats.indirect_probes = self.stats.indirect_probes.saturating_add(1);
+                if self.queue(Out::PingReq { to: via, request }) {
+                    self.stats.indirect_probes = self.stats.indirect_probes.saturating_add(1);
+                }
             }
         }
 
@@ -200,7 +201,7 @@ impl<
             if !self.gossip.is_empty() {
                 for _ in 0..swim.gossip_nodes {
                     if let Some((_, to)) = self.random_member(None) {
-                        let _ = self.out.push_back(Out::Gossip { to });
+                        self.queue(Out::Gossip { to });
                     }
                 }
             }
@@ -226,7 +227,8 @@ impl<
         self.relays.retain(|r| r.until > now);
     }
 
-    /// Writes the next datagram into `buf`; `None` when there is nothing to send now.
+    /// Writes the next datagram into `buf`; `None` when there is nothing to send now. `buf` should
+    /// hold `max_datagram` bytes: a datagram that does not fit stays queued for the next call.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<crate::sync::Transmit> {
         let header = self.config.header();
         // Room for the tag is always kept, so a keyed and a keyless datagram carry the same load.
@@ -236,7 +238,8 @@ impl<
             .max_datagram
             .min(buf.len())
             .saturating_sub(TAG_RESERVE);
-        let t = match self.out.pop_front() {
+        // An item leaves the queue only once written: a buffer too small keeps it for the next call.
+        let t = match self.out.front().copied() {
             Some(o) => {
                 let (to, kind) = match o {
                     Out::Ping { to, .. } => (to, Kind::Ping),
@@ -254,6 +257,7 @@ impl<
                 if !fixed {
                     return None;
                 }
+                self.out.pop_front();
                 match o {
                     Out::Feed { newcomer, .. } => self.fill_feed(now, newcomer, &mut enc),
                     _ => self.fill_rumors(now, &mut enc),

@@ -287,6 +287,30 @@ fn entries_repaired_by_anti_entropy_are_counted_in_the_sync_stats() {
 }
 
 #[test]
+fn a_full_outgoing_queue_refuses_counted_and_a_small_buffer_keeps_the_datagram() {
+    let mut c = Cluster::joined(2);
+    let now = c.now;
+    let header = c.nodes[0].config().header();
+    for seq in 0..40u32 {
+        let mut buf = [0u8; 64];
+        let mut e = Encoder::new(&mut buf, &header, Kind::Ping).unwrap();
+        e.push(&Probe {
+            seq,
+            target: NodeId(2),
+        });
+        let n = e.finish();
+        c.nodes[1].handle_datagram(now, addr(0), &buf[..n]).unwrap();
+    }
+    // Forty acks, a queue of 32: the rest are refused and counted, not lost silently.
+    assert_eq!(c.nodes[1].stats().out_dropped, 8);
+    let mut tiny = [0u8; 8];
+    assert!(c.nodes[1].poll_transmit(now, &mut tiny).is_none());
+    let mut buf = [0u8; 1500];
+    let t = c.nodes[1].poll_transmit(now, &mut buf).unwrap();
+    assert_eq!((t.to, t.kind), (addr(0), Kind::Ack));
+}
+
+#[test]
 fn a_crashed_node_is_suspected_then_declared_dead() {
     let mut c = Cluster::joined(4);
     c.up[3] = false;
