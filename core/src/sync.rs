@@ -24,8 +24,8 @@
 use crate::pace::Pacer;
 use crate::tree::{Shape, TreeView, FANOUT};
 use crate::wire::{
-    DigestItem, Encoder, GroupHead, Hash8, Header, Kind, Message, RootMsg, Summary, TreeId,
-    TAG_RESERVE,
+    DigestItem, Encoder, GroupHead, Hash8, Header, Items, Kind, Listing, Message, RootMsg, Summary,
+    TreeId, TAG_RESERVE,
 };
 use crate::{Instant, Version};
 use core::net::SocketAddr;
@@ -331,50 +331,10 @@ impl<const TASKS: usize> Engine<TASKS> {
                 }
             }
             Message::Digests { tree, items } => {
-                if items
-                    .into_iter()
-                    .any(|i| shape.first_child(i.node).is_none())
-                {
-                    return Err(SyncError::BadNode);
-                }
-                if items.into_iter().any(|i| i.node == 0) {
-                    self.stats.root_described = self.stats.root_described.saturating_add(1);
-                    handled.described = true;
-                }
-                for item in items {
-                    let ours = replica.tree().children(item.node).unwrap_or_default();
-                    let mut mask = 0u16;
-                    for (i, (a, b)) in ours.iter().zip(item.digests.iter()).enumerate() {
-                        if a.to_be_bytes() != *b {
-                            mask |= 1 << i;
-                        }
-                    }
-                    if let (Some(base), true) = (shape.first_child(item.node), mask != 0) {
-                        self.enqueue(from, tree, describe(base, mask));
-                    }
-                }
+                handled.described = self.digests(from, tree, items, replica)?;
             }
             Message::Listing { tree, groups } => {
-                for (head, summaries) in groups.groups() {
-                    group_range(shape, &head)
-                        .filter(|&(lo, hi)| sorted_within(summaries, lo, hi))
-                        .ok_or(SyncError::BadListing)?;
-                }
-                let whole_root =
-                    |h: &GroupHead| h.node == 0 && h.part.is_none_or(|p| p.0 == [0; 8]);
-                if groups.groups().any(|(h, _)| whole_root(&h)) {
-                    self.stats.root_described = self.stats.root_described.saturating_add(1);
-                    handled.described = true;
-                }
-                let mut plan = Plan::new(from, tree);
-                for (head, summaries) in groups.groups() {
-                    let (lo, hi) = group_range(shape, &head).unwrap_or((1, 0));
-                    if !plan.compare(self, replica, lo, hi, summaries) {
-                        break;
-                    }
-                }
-                handled.behind = plan.pulled;
-                plan.flush(self);
+                (handled.described, handled.behind) = self.listing(from, tree, groups, replica)?;
             }
             Message::Fetch { tree, hashes } => {
                 let mut plan = Plan::new(from, tree);
@@ -399,6 +359,73 @@ impl<const TASKS: usize> Engine<TASKS> {
             }
         }
         Ok(handled)
+    }
+
+    /// A peer's digests of some of our tree's nodes: asks about the children that differ.
+    /// Whether the peer described our root (it found our replicas different).
+    fn digests(
+        &mut self,
+        from: SocketAddr,
+        tree: TreeId,
+        items: Items<'_, DigestItem>,
+        replica: &dyn Replica,
+    ) -> Result<bool, SyncError> {
+        let shape = replica.tree().shape();
+        if items
+            .into_iter()
+            .any(|i| shape.first_child(i.node).is_none())
+        {
+            return Err(SyncError::BadNode);
+        }
+        let described = items.into_iter().any(|i| i.node == 0);
+        if described {
+            self.stats.root_described = self.stats.root_described.saturating_add(1);
+        }
+        for item in items {
+            let ours = replica.tree().children(item.node).unwrap_or_default();
+            let mut mask = 0u16;
+            for (i, (a, b)) in ours.iter().zip(item.digests.iter()).enumerate() {
+                if a.to_be_bytes() != *b {
+                    mask |= 1 << i;
+                }
+            }
+            if let (Some(base), true) = (shape.first_child(item.node), mask != 0) {
+                self.enqueue(from, tree, describe(base, mask));
+            }
+        }
+        Ok(described)
+    }
+
+    /// A peer's listing of (key hash, version) pairs: sends what we have newer and fetches what
+    /// it has newer. Whether it described our whole root, and whether we are behind.
+    fn listing(
+        &mut self,
+        from: SocketAddr,
+        tree: TreeId,
+        groups: Listing<'_>,
+        replica: &dyn Replica,
+    ) -> Result<(bool, bool), SyncError> {
+        let shape = replica.tree().shape();
+        for (head, summaries) in groups.groups() {
+            group_range(shape, &head)
+                .filter(|&(lo, hi)| sorted_within(summaries, lo, hi))
+                .ok_or(SyncError::BadListing)?;
+        }
+        let whole_root = |h: &GroupHead| h.node == 0 && h.part.is_none_or(|p| p.0 == [0; 8]);
+        let described = groups.groups().any(|(h, _)| whole_root(&h));
+        if described {
+            self.stats.root_described = self.stats.root_described.saturating_add(1);
+        }
+        let mut plan = Plan::new(from, tree);
+        for (head, summaries) in groups.groups() {
+            let (lo, hi) = group_range(shape, &head).unwrap_or((1, 0));
+            if !plan.compare(self, replica, lo, hi, summaries) {
+                break;
+            }
+        }
+        let behind = plan.pulled;
+        plan.flush(self);
+        Ok((described, behind))
     }
 
     /// Counts entries of an exchange that the caller merged itself (to report and spread each

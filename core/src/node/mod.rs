@@ -25,6 +25,7 @@
 //! record, and the seed answers with a sample of members (paced, and only to the address the
 //! newcomer's record gives), so the newcomer's anti-entropy spreads over the cluster at once.
 
+mod probe;
 mod recv;
 mod rumor;
 mod run;
@@ -75,6 +76,43 @@ pub enum Event<K> {
     /// after every input, or one datagram changed more than it holds). It comes after the events
     /// that were kept; whoever mirrors the node's state must re-read it whole.
     Lagged(u64),
+}
+
+/// What a node's timers are for: [`Node::poll_wake`] says which fires next, and
+/// [`Node::deadline`] when each does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Wake {
+    /// Tombstones of deleted keys are due for collection.
+    Tombstones,
+    /// Records of dead and left members are due to be forgotten.
+    MemberExpiry,
+    /// A probe interval ends: the last probe is judged and the next member probed.
+    Probe,
+    /// The probe went unanswered: others are asked to probe the member indirectly.
+    IndirectProbe,
+    /// A suspicion times out: the member is declared dead.
+    Suspicion,
+    /// News is pushed to a few members.
+    Gossip,
+    /// An anti-entropy exchange starts.
+    AntiEntropy,
+    /// The sync engine's pacing lets its next datagram out.
+    SyncPacing,
+}
+
+impl Wake {
+    /// Every timer, in the order [`Node::handle_timeout`] serves them.
+    pub const ALL: [Wake; 8] = [
+        Wake::Tombstones,
+        Wake::MemberExpiry,
+        Wake::Probe,
+        Wake::IndirectProbe,
+        Wake::Suspicion,
+        Wake::Gossip,
+        Wake::AntiEntropy,
+        Wake::SyncPacing,
+    ];
 }
 
 /// Why a datagram was refused. The node's state is unchanged.

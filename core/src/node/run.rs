@@ -1,14 +1,12 @@
 //! Timers and outputs: probes, suspicions, gossip and sync rounds; datagrams, events and deadlines.
 
 use super::suspect::{Suspicion, SUSPECT_CLAIMS};
-use super::{Event, Node, Out, Probing, Rumor, Storage};
+use super::{Event, Node, Out, Rumor, Storage, Wake};
 use crate::gossip::Fill;
 use crate::members::{Member, Status};
-use crate::sync::Replica;
-use crate::wire::{Encoder, Kind, Probe, ProbeRequest, TreeId, TAG_RESERVE};
+use crate::wire::{Encoder, Kind, TreeId, TAG_RESERVE};
 use crate::{Instant, NodeId};
 use core::net::SocketAddr;
-use heapless::Vec;
 
 impl<
         S: Storage,
@@ -20,23 +18,6 @@ impl<
 {
     pub(super) fn is_peer(&self, m: &Member<S::Meta>) -> bool {
         m.id() != self.config.node && !m.status().is_gone()
-    }
-
-    /// The next member to probe: members in key-hash order (a fixed pseudo-random permutation), round
-    /// robin, so every member is probed once per round.
-    pub(super) fn next_target(&mut self) -> Option<(NodeId, SocketAddr)> {
-        for _ in 0..self.members.len() {
-            let from = self.probe_cursor.checked_add(1).unwrap_or(0);
-            let (h, _) = self
-                .members
-                .first_in(from, u64::MAX)
-                .or_else(|| self.members.first_in(0, u64::MAX))?;
-            self.probe_cursor = h;
-            if let Some(m) = self.members.by_hash(h).filter(|m| self.is_peer(m)) {
-                return Some((m.id(), m.addr()));
-            }
-        }
-        None
     }
 
     /// A random live member other than ourselves and `except`.
@@ -73,7 +54,7 @@ impl<
     }
 
     /// Asks every seed: announces us while `alone`, else starts a membership exchange.
-    fn ask_seeds(&mut self, alone: bool) {
+    pub(super) fn ask_seeds(&mut self, alone: bool) {
         for i in 0..self.seeds.len() {
             match self.seeds.get(i) {
                 Some(&seed) if alone => self.announce(seed),
@@ -95,136 +76,58 @@ impl<
                 .any(|m| m.id() != me && !m.status().is_gone() && self.seeds.contains(&m.addr()))
     }
 
-    /// Advances timers: probes, indirect probes, suspicions, gossip, anti-entropy, expiry.
-    /// Calling it early is harmless.
+    /// Advances timers: probes, indirect probes, suspicions, gossip, anti-entropy, expiry (see
+    /// [`Wake`]). Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.data.collect(now);
         self.members.expire(now);
-        let swim = self.config.swim;
         // A node that has left no longer judges others.
         let active = self
             .members
             .me()
             .is_some_and(|m| m.status() != Status::Left);
-
         if now >= self.next_probe {
-            let live = self.members.live();
-            if live <= 1 && active {
-                // Alone: not joined yet, or cut off from everyone. Ask the seeds every interval.
-                self.ask_seeds(true);
-            }
-            for s in self.suspicions.iter_mut() {
-                s.refresh(&swim, live);
-            }
-            if let Some(p) = self.probing.take().filter(|_| active) {
-                if p.acked {
-                    self.awareness.apply(-1, swim.awareness_max_multiplier);
-                } else {
-                    self.stats.missed_acks = self.stats.missed_acks.saturating_add(1);
-                    self.awareness.apply(1, swim.awareness_max_multiplier);
-                    if let Some(change) = self.members.suspect(now, p.target) {
-                        let h = self.members.hash_of(p.target);
-                        self.spread(TreeId::MEMBERS, h);
-                        self.on_change(now, p.target, change);
-                    }
-                    let me = self.config.node;
-                    self.suspected_by(now, p.target, me);
-                }
-            }
-            if let Some((target, to)) = self.next_target().filter(|_| active) {
-                self.seq = self.seq.wrapping_add(1);
-                let indirect_at = now.saturating_add(self.awareness.scale(swim.probe_timeout));
-                let probe = Probe {
-                    seq: self.seq,
-                    target,
-                };
-                // A probe that could not be queued is not one: the target is not judged on it.
-                if self.queue(Out::Ping { to, probe }) {
-                    self.probing = Some(Probing {
-                        target,
-                        seq: self.seq,
-                        indirect_at: Some(indirect_at),
-                        acked: false,
-                    });
-                    self.stats.probes = self.stats.probes.saturating_add(1);
-                }
-            }
-            self.next_probe = now.saturating_add(self.awareness.scale(swim.probe_interval));
+            self.probe_round(now, active);
         }
-
-        let due = self
-            .probing
-            .filter(|p| !p.acked && p.indirect_at.is_some_and(|t| t <= now));
-        if let Some(p) = due {
-            if let Some(probing) = self.probing.as_mut() {
-                probing.indirect_at = None;
-            }
-            let addr = self.members.get(p.target).map(|m| m.addr());
-            for _ in 0..swim.indirect_checks {
-                let (Some(addr), Some((_, via))) = (addr, self.random_member(Some(p.target)))
-                else {
-                    break;
-                };
-                let request = ProbeRequest {
-                    seq: p.seq,
-                    target: p.target,
-                    addr,
-                };
-                if self.queue(Out::PingReq { to: via, request }) {
-                    self.stats.indirect_probes = self.stats.indirect_probes.saturating_add(1);
-                }
-            }
-        }
-
-        let mut failed: Vec<NodeId, SUSPECTS> = Vec::new();
-        if self.suspicions.iter().any(|s| s.deadline <= now) {
-            let members = &self.members;
-            self.suspicions.retain(|s| {
-                let still = members
-                    .get(s.id)
-                    .is_some_and(|m| m.status() == Status::Suspect);
-                if still && s.deadline <= now {
-                    let _ = failed.push(s.id);
-                }
-                still && s.deadline > now
-            });
-        }
-        for id in failed {
-            if let Some(change) = self.members.declare_dead(now, id) {
-                let h = self.members.hash_of(id);
-                self.spread(TreeId::MEMBERS, h);
-                self.on_change(now, id, change);
-            }
-        }
-
+        self.indirect_probes(now);
+        self.expire_suspicions(now);
         if now >= self.next_gossip {
-            if !self.gossip.is_empty() {
-                for _ in 0..swim.gossip_nodes {
-                    if let Some((_, to)) = self.random_member(None) {
-                        self.queue(Out::Gossip { to });
-                    }
+            self.gossip_round(now);
+        }
+        if self.sync_at.due(now) {
+            self.sync_round(now);
+        }
+        self.relays.retain(|r| r.until > now);
+    }
+
+    /// Pushes news to a few random members, while there is any.
+    fn gossip_round(&mut self, now: Instant) {
+        let swim = self.config.swim;
+        if !self.gossip.is_empty() {
+            for _ in 0..swim.gossip_nodes {
+                if let Some((_, to)) = self.random_member(None) {
+                    self.queue(Out::Gossip { to });
                 }
             }
-            self.next_gossip = now.saturating_add(swim.gossip_interval);
         }
+        self.next_gossip = now.saturating_add(swim.gossip_interval);
+    }
 
-        if self.sync_at.due(now) {
-            // Members we hold dead are asked too: one that answers was only cut off, and the
-            // exchange heals the partition. Left members are not.
-            let mut started = true;
-            if let Some((_, to)) = self.random_peer(None, |s| s != Status::Left) {
-                started &= self.sync.start(to, TreeId::MEMBERS);
-                started &= self.sync.start(to, TreeId::DATA);
-            }
-            if self.members.live() > 1 && !self.seed_is_member() {
-                // Joined a cluster, but not the seeds' one: two clusters that formed apart (a join
-                // lost on the way) merge through the seeds.
-                self.ask_seeds(false);
-            }
-            self.sync_at.ran(now, started, &swim);
+    /// Starts an anti-entropy exchange of both tables with a random member. Members we hold dead
+    /// are asked too: one that answers was only cut off, and the exchange heals the partition.
+    /// Left members are not.
+    fn sync_round(&mut self, now: Instant) {
+        let mut started = true;
+        if let Some((_, to)) = self.random_peer(None, |s| s != Status::Left) {
+            started &= self.sync.start(to, TreeId::MEMBERS);
+            started &= self.sync.start(to, TreeId::DATA);
         }
-
-        self.relays.retain(|r| r.until > now);
+        if self.members.live() > 1 && !self.seed_is_member() {
+            // Joined a cluster, but not the seeds' one: two clusters that formed apart (a join
+            // lost on the way) merge through the seeds.
+            self.ask_seeds(false);
+        }
+        self.sync_at.ran(now, started, &self.config.swim);
     }
 
     /// Writes the next datagram into `buf`; `None` when there is nothing to send now. `buf` should
@@ -357,21 +260,30 @@ impl<
 
     /// When [`Node::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let suspicion = self.suspicions.iter().map(|s| s.deadline).min();
-        let gossip = (!self.gossip.is_empty()).then_some(self.next_gossip);
-        [
-            Some(self.next_probe),
-            self.probing
+        self.poll_wake().map(|(at, _)| at)
+    }
+
+    /// When [`Node::handle_timeout`] should next be called, and why.
+    pub fn poll_wake(&self) -> Option<(Instant, Wake)> {
+        Wake::ALL
+            .into_iter()
+            .filter_map(|w| Some((self.deadline(w)?, w)))
+            .min_by_key(|&(at, _)| at)
+    }
+
+    /// When the timer `w` next fires, if it is set.
+    pub fn deadline(&self, w: Wake) -> Option<Instant> {
+        match w {
+            Wake::Tombstones => self.data.poll_timeout(),
+            Wake::MemberExpiry => self.members.poll_timeout(),
+            Wake::Probe => Some(self.next_probe),
+            Wake::IndirectProbe => self
+                .probing
                 .and_then(|p| p.indirect_at.filter(|_| !p.acked)),
-            suspicion,
-            gossip,
-            Some(self.sync_at.next()),
-            self.data.poll_timeout(),
-            self.members.poll_timeout(),
-            self.sync.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+            Wake::Suspicion => self.suspicions.iter().map(|s| s.deadline).min(),
+            Wake::Gossip => (!self.gossip.is_empty()).then_some(self.next_gossip),
+            Wake::AntiEntropy => Some(self.sync_at.next()),
+            Wake::SyncPacing => self.sync.poll_timeout(),
+        }
     }
 }

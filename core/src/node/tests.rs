@@ -311,6 +311,25 @@ fn a_full_outgoing_queue_refuses_counted_and_a_small_buffer_keeps_the_datagram()
 }
 
 #[test]
+fn the_node_says_why_it_wakes() {
+    let mut c = Cluster::joined(2);
+    let n = &c.nodes[0];
+    let (at, why) = n.poll_wake().unwrap();
+    assert_eq!(Some(at), n.poll_timeout());
+    assert_eq!(n.deadline(why), Some(at));
+    // Node 1 stops answering: once node 0 has probed it, the next timer of the probe cycle is the
+    // indirect probe, before the next probe.
+    c.up[1] = false;
+    let probe_at = c.nodes[0].deadline(Wake::Probe).unwrap();
+    c.run_until(probe_at);
+    let n = &c.nodes[0];
+    let indirect = n
+        .deadline(Wake::IndirectProbe)
+        .expect("an indirect probe is due");
+    assert!(indirect < n.deadline(Wake::Probe).unwrap());
+}
+
+#[test]
 fn a_crashed_node_is_suspected_then_declared_dead() {
     let mut c = Cluster::joined(4);
     c.up[3] = false;
