@@ -25,7 +25,7 @@ use crate::pace::Pacer;
 use crate::tree::{Shape, TreeView, FANOUT};
 use crate::wire::{
     DigestItem, Encoder, GroupHead, Hash8, Header, Items, Kind, Listing, Message, RootMsg, Summary,
-    TreeId, TAG_RESERVE,
+    TreeId,
 };
 use crate::{Instant, Version};
 use core::net::SocketAddr;
@@ -211,16 +211,7 @@ pub struct Handled {
     pub applied: u32,
 }
 
-/// A datagram written by [`Engine::poll_transmit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub to: SocketAddr,
-    /// Its length at the start of the caller's buffer.
-    pub len: usize,
-    /// Its message kind.
-    pub kind: Kind,
-}
+pub use crate::wire::Transmit;
 
 #[derive(Clone, Debug)]
 enum Work {
@@ -466,11 +457,7 @@ impl<const TASKS: usize> Engine<TASKS> {
             if !self.pacer.ready(now) {
                 return None;
             }
-            let limit = self
-                .config
-                .max_datagram
-                .saturating_sub(TAG_RESERVE)
-                .min(buf.len());
+            let limit = crate::wire::message_limit(self.config.max_datagram, buf.len());
             match self.write(
                 now,
                 header,
@@ -943,7 +930,7 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = [0u8; 2048];
         while let Some(t) = engine.poll_transmit(now, &header, m, &mut buf) {
-            assert!(t.len <= DEFAULT_MAX_DATAGRAM - TAG_RESERVE);
+            assert!(t.len <= DEFAULT_MAX_DATAGRAM - crate::wire::TAG_RESERVE);
             out.push(buf[..t.len].to_vec());
         }
         out

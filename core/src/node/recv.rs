@@ -89,28 +89,8 @@ impl<
 
     /// Checks the header, then the tag (with a keyring), then decodes the message.
     fn open<'b>(&self, bytes: &'b [u8]) -> Result<(wire::Header, Message<'b>), WireError> {
-        let (cluster, max) = (self.config.cluster, self.config.sync.max_datagram);
-        let (header, rest) = wire::decode_header(bytes, cluster, max)?;
-        let message = match &self.config.auth {
-            None => rest,
-            Some(ring) => {
-                let split = bytes
-                    .len()
-                    .checked_sub(crate::auth::TAG_LEN)
-                    .ok_or(WireError::Unauthenticated)?;
-                let (signed, tag) = bytes.split_at(split);
-                if !ring.verify(signed, tag) {
-                    return Err(WireError::Unauthenticated);
-                }
-                // The tag follows the message: the message is what the header left, less the tag.
-                let len = rest
-                    .len()
-                    .checked_sub(crate::auth::TAG_LEN)
-                    .ok_or(WireError::Unauthenticated)?;
-                rest.get(..len).ok_or(WireError::Unauthenticated)?
-            }
-        };
-        Ok((header, wire::decode_message(message)?))
+        let c = &self.config;
+        wire::open(bytes, c.cluster, c.sync.max_datagram, c.auth.as_ref())
     }
 
     fn dispatch(

@@ -4,7 +4,7 @@ use super::suspect::{Suspicion, SUSPECT_CLAIMS};
 use super::{Event, Node, Out, Rumor, Storage, Wake};
 use crate::gossip::Fill;
 use crate::members::{Member, Status};
-use crate::wire::{Encoder, Kind, TreeId, TAG_RESERVE};
+use crate::wire::{self, Encoder, Kind, Transmit, TreeId};
 use crate::{Instant, NodeId};
 use core::net::SocketAddr;
 
@@ -132,15 +132,10 @@ impl<
 
     /// Writes the next datagram into `buf`; `None` when there is nothing to send now. `buf` should
     /// hold `max_datagram` bytes: a datagram that does not fit stays queued for the next call.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<crate::sync::Transmit> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let header = self.config.header();
         // Room for the tag is always kept, so a keyed and a keyless datagram carry the same load.
-        let limit = self
-            .config
-            .sync
-            .max_datagram
-            .min(buf.len())
-            .saturating_sub(TAG_RESERVE);
+        let limit = wire::message_limit(self.config.sync.max_datagram, buf.len());
         // An item leaves the queue only once written: a buffer too small keeps it for the next call.
         let t = match self.out.front().copied() {
             Some(o) => {
@@ -165,7 +160,7 @@ impl<
                     Out::Feed { newcomer, .. } => self.fill_feed(now, newcomer, &mut enc),
                     _ => self.fill_rumors(now, &mut enc),
                 }
-                crate::sync::Transmit {
+                Transmit {
                     to,
                     len: enc.finish(),
                     kind,
@@ -181,15 +176,8 @@ impl<
                     .poll_transmit(now, &header, &self.members, buf.get_mut(..limit)?)?,
             },
         };
-        let t = match &self.config.auth {
-            None => t,
-            Some(ring) => {
-                let end = t.len.checked_add(TAG_RESERVE)?;
-                let tag = ring.tag(buf.get(..t.len)?);
-                buf.get_mut(t.len..end)?.copy_from_slice(&tag);
-                crate::sync::Transmit { len: end, ..t }
-            }
-        };
+        let len = wire::seal(self.config.auth.as_ref(), buf, t.len)?;
+        let t = Transmit { len, ..t };
         self.stats.datagrams_out = self.stats.datagrams_out.saturating_add(1);
         self.stats.bytes_out = self.stats.bytes_out.saturating_add(t.len as u64);
         Some(t)

@@ -16,9 +16,11 @@ use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
 pub mod addr;
+mod frame;
 mod items;
 mod rejects;
 
+pub use frame::{message_limit, open, seal, Transmit};
 pub use items::{GroupIter, ItemIter, Items, Listing, MAX_ITEMS};
 pub use rejects::Rejects;
 
