@@ -9,7 +9,7 @@ use crate::wire::TreeId;
 use heapless::Vec;
 
 /// `mult * ceil(log10(n + 1))`: how often each change is piggybacked in a cluster of `n`.
-pub fn retransmit_limit(mult: u32, n: usize) -> u8 {
+pub(crate) fn retransmit_limit(mult: u32, n: usize) -> u8 {
     let mut digits = 0u32;
     let mut rest = n;
     while rest > 0 {
@@ -21,7 +21,7 @@ pub fn retransmit_limit(mult: u32, n: usize) -> u8 {
 
 /// What writing one change did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fill {
+pub(crate) enum Fill {
     /// Written into the datagram.
     Written,
     /// Its table no longer holds it.
@@ -37,7 +37,7 @@ struct Rumor {
     left: u8,
 }
 
-/// Counters of a [`Broadcasts`] queue.
+/// Counters of the gossip queue: the changes piggybacked on outgoing datagrams.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct GossipStats {
@@ -51,14 +51,14 @@ pub struct GossipStats {
 
 /// Up to `N` changes waiting to be piggybacked.
 #[derive(Default)]
-pub struct Broadcasts<const N: usize> {
+pub(crate) struct Broadcasts<const N: usize> {
     rumors: Vec<Rumor, N>,
     stats: GossipStats,
 }
 
 impl<const N: usize> Broadcasts<N> {
     /// An empty queue.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Broadcasts {
             rumors: Vec::new(),
             stats: GossipStats::default(),
@@ -66,23 +66,23 @@ impl<const N: usize> Broadcasts<N> {
     }
 
     /// Whether there is news to send.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rumors.is_empty()
     }
 
     /// Changes queued.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rumors.len()
     }
 
     /// The counters.
-    pub fn stats(&self) -> &GossipStats {
+    pub(crate) fn stats(&self) -> &GossipStats {
         &self.stats
     }
 
     /// Queues the change of `hash` in `tree`, to be sent `transmits` times (restarting the count if it
     /// was queued already).
-    pub fn push(&mut self, tree: TreeId, hash: u64, transmits: u8) {
+    pub(crate) fn push(&mut self, tree: TreeId, hash: u64, transmits: u8) {
         if transmits == 0 {
             return;
         }
@@ -111,7 +111,7 @@ impl<const N: usize> Broadcasts<N> {
 
     /// Offers queued changes, freshest first, to `write` until it reports the datagram full; returns
     /// how many were written.
-    pub fn fill(&mut self, mut write: impl FnMut(TreeId, u64) -> Fill) -> usize {
+    pub(crate) fn fill(&mut self, mut write: impl FnMut(TreeId, u64) -> Fill) -> usize {
         // Freshest first. An insertion sort: the queue is short and nearly sorted between calls,
         // and it keeps a general-purpose sort out of small firmware.
         for i in 1..self.rumors.len() {

@@ -6,7 +6,7 @@ use crate::tree::{Tree, TreeBuf};
 use crate::Version;
 
 /// What a replicated table stores per entry: its version and the digest it put in the tree.
-pub trait Digested {
+pub(crate) trait Digested {
     /// The entry's version.
     fn version(&self) -> Version;
     /// The entry's digest, as inserted in the tree.
@@ -14,7 +14,7 @@ pub trait Digested {
 }
 
 /// A [`Table`] whose every change is mirrored in a digest [`Tree`].
-pub struct Indexed<T, B> {
+pub(crate) struct Indexed<T, B> {
     table: T,
     tree: Tree<B>,
 }
@@ -26,28 +26,28 @@ where
     B: TreeBuf,
 {
     /// An index over `table`, emptied, and `tree`.
-    pub fn new(mut table: T, tree: Tree<B>) -> Self {
+    pub(crate) fn new(mut table: T, tree: Tree<B>) -> Self {
         table.retain(|_, _| false);
         Indexed { table, tree }
     }
 
     /// The table, read-only: writes go through the index so the tree stays current.
-    pub fn table(&self) -> &T {
+    pub(crate) fn table(&self) -> &T {
         &self.table
     }
 
     /// The digest tree.
-    pub fn tree(&self) -> &Tree<B> {
+    pub(crate) fn tree(&self) -> &Tree<B> {
         &self.tree
     }
 
     /// The entry under `hash`.
-    pub fn get(&self, hash: u64) -> Option<&T::Value> {
+    pub(crate) fn get(&self, hash: u64) -> Option<&T::Value> {
         self.table.get(hash)
     }
 
     /// Stores `value` under `hash`, returning the entry it replaced.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         hash: u64,
         value: T::Value,
@@ -62,14 +62,14 @@ where
     }
 
     /// Removes the entry under `hash`.
-    pub fn remove(&mut self, hash: u64) -> Option<T::Value> {
+    pub(crate) fn remove(&mut self, hash: u64) -> Option<T::Value> {
         let old = self.table.remove(hash)?;
         self.tree.remove(hash, old.digest());
         Some(old)
     }
 
     /// Keeps the entries for which `keep` returns true.
-    pub fn retain(&mut self, mut keep: impl FnMut(u64, &T::Value) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u64, &T::Value) -> bool) {
         let tree = &mut self.tree;
         self.table.retain(|hash, v| {
             let k = keep(hash, v);
@@ -81,19 +81,19 @@ where
     }
 
     /// The version under `hash`.
-    pub fn version_of(&self, hash: u64) -> Option<Version> {
+    pub(crate) fn version_of(&self, hash: u64) -> Option<Version> {
         self.table.get(hash).map(Digested::version)
     }
 
     /// The entry with the smallest hash in `from..=to`, with its version.
-    pub fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
+    pub(crate) fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
         self.table.first_in(from, to).map(|(h, v)| (h, v.version()))
     }
 }
 
 /// Walks a run of postcard-encoded entries of type `E`, calling `f` on each; stops at the first that
 /// does not decode and reports it.
-pub fn each_entry<'a, E, X>(
+pub(crate) fn each_entry<'a, E, X>(
     bytes: &'a [u8],
     mut f: impl FnMut(E) -> Result<(), X>,
     malformed: X,

@@ -19,9 +19,10 @@
 //! - [`data`]: the replicated last-writer-wins map.
 //! - [`clock`]: the hybrid logical clock that versions its writes.
 //! - [`members`]: the member table: statuses, generations, refutation and tombstones.
-//! - [`node`]: the [`node::Node`] state machine that composes them all.
-//! - [`gossip`]: the bounded queue of changes piggybacked on outgoing datagrams.
+//! - [`node`]: the [`node::Node`] state machine that composes them all, with the bounded queue of
+//!   changes piggybacked on outgoing datagrams ([`node::GossipStats`]).
 //! - [`store`]: storage backends, heapless (fixed capacity) and hashbrown (feature `alloc`).
+//! - [`hash`]: the keyed hashes of keys and entries ([`DigestKey`]).
 //!
 //! # Design tenets
 //! - Bounded everything: every table and queue has a capacity; a full one refuses with a counted,
@@ -31,7 +32,7 @@
 //! - Deterministic: the same inputs give the same outputs, which the simulator relies on.
 #![no_std]
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
+#![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(
     not(test),
     deny(
@@ -54,14 +55,14 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod data;
-pub mod gossip;
+mod gossip;
 pub mod hash;
 mod id;
-pub mod indexed;
+mod indexed;
 pub mod members;
 pub mod node;
-pub mod pace;
-pub mod rng;
+mod pace;
+mod rng;
 pub mod store;
 pub mod sync;
 pub mod time;

@@ -6,7 +6,7 @@ const UNIT: u64 = 1000;
 
 /// A token bucket of whole datagrams: up to `burst` at once, refilled at `per_sec` per second.
 #[derive(Clone, Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     burst: u64,
     per_sec: u64,
     milli_tokens: u64,
@@ -15,7 +15,7 @@ pub struct Pacer {
 
 impl Pacer {
     /// A full bucket. `per_sec` of zero means unpaced.
-    pub fn new(burst: u32, per_sec: u32) -> Self {
+    pub(crate) fn new(burst: u32, per_sec: u32) -> Self {
         let burst = u64::from(burst.max(1));
         Pacer {
             burst,
@@ -42,20 +42,20 @@ impl Pacer {
     }
 
     /// Whether a datagram may leave at `now`.
-    pub fn ready(&mut self, now: Instant) -> bool {
+    pub(crate) fn ready(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.per_sec == 0 || self.milli_tokens >= UNIT
     }
 
     /// Spends one datagram's token (after [`Pacer::ready`] said yes).
-    pub fn take(&mut self) {
+    pub(crate) fn take(&mut self) {
         if self.per_sec != 0 {
             self.milli_tokens = self.milli_tokens.saturating_sub(UNIT);
         }
     }
 
     /// Takes one datagram's token if one is available at `now`.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
         let ready = self.ready(now);
         if ready {
             self.take();
@@ -64,7 +64,7 @@ impl Pacer {
     }
 
     /// When the next token is available (`now`'s last refill time if already available).
-    pub fn ready_at(&self) -> Instant {
+    pub(crate) fn ready_at(&self) -> Instant {
         if self.per_sec == 0 || self.milli_tokens >= UNIT {
             return self.at;
         }

@@ -32,8 +32,9 @@ mod run;
 mod schedule;
 mod storage;
 mod suspect;
-pub mod timing;
+mod timing;
 
+pub use crate::gossip::GossipStats;
 pub use rumor::{Rumor, SuspectClaim};
 #[cfg(feature = "alloc")]
 pub use storage::AllocStorage;
@@ -523,6 +524,21 @@ impl<
     /// before a write for a version precise to the microsecond.
     pub fn set_wall_clock(&mut self, now: Instant, unix_us: u64) {
         self.data.set_wall_clock(now, unix_us);
+    }
+
+    /// Replaces this node's metadata (at most `members.max_meta_len` bytes) and spreads it at a new
+    /// version. On an error nothing changed.
+    pub fn set_meta(&mut self, now: Instant, meta: &[u8]) -> Result<(), MemberError> {
+        self.members.set_meta(now, meta)?;
+        let me = self.members.hash_of(self.config.node);
+        self.spread(TreeId::MEMBERS, me);
+        Ok(())
+    }
+
+    /// The gossip queue's counters: changes queued, sent, and evicted by fresher ones before their
+    /// retransmit budget was spent.
+    pub fn gossip_stats(&self) -> &GossipStats {
+        self.gossip.stats()
     }
 
     /// Moves the data clock past `major`: at startup, the high-water mark persisted with the data, so

@@ -330,6 +330,23 @@ fn the_node_says_why_it_wakes() {
 }
 
 #[test]
+fn new_metadata_reaches_every_member_and_too_long_metadata_changes_nothing() {
+    let mut c = Cluster::joined(3);
+    let now = c.now;
+    c.nodes[0].set_meta(now, b"rack=b").unwrap();
+    c.secs(2);
+    for i in 1..3 {
+        let m = c.nodes[i].members().get(NodeId(1)).unwrap();
+        assert_eq!(m.meta(), b"rack=b", "node {i}");
+    }
+    let version = c.nodes[0].members().me().unwrap().version();
+    let long = [b'x'; 200];
+    assert!(c.nodes[0].set_meta(c.now, &long).is_err());
+    let me = c.nodes[0].members().me().unwrap();
+    assert_eq!((me.meta(), me.version()), (&b"rack=b"[..], version));
+}
+
+#[test]
 fn a_crashed_node_is_suspected_then_declared_dead() {
     let mut c = Cluster::joined(4);
     c.up[3] = false;

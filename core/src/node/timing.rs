@@ -4,7 +4,7 @@ use crate::config::SwimConfig;
 use crate::Duration;
 
 /// log10(n) in thousandths, from a fixed-point log2 (no floating point on the target).
-pub fn log10_milli(n: u64) -> u64 {
+pub(crate) fn log10_milli(n: u64) -> u64 {
     if n <= 1 {
         return 0;
     }
@@ -42,7 +42,7 @@ fn scale_ms(ms: u64, num: u32, den: u32) -> u64 {
 }
 
 /// The shortest suspicion, once fully confirmed: `suspicion_mult * max(1, log10(n)) * probe_interval`.
-pub fn suspicion_min(c: &SwimConfig, n: usize) -> Duration {
+pub(crate) fn suspicion_min(c: &SwimConfig, n: usize) -> Duration {
     let scale = u32::try_from(log10_milli(n as u64))
         .unwrap_or(u32::MAX)
         .max(1000);
@@ -60,7 +60,7 @@ pub fn suspicion_min(c: &SwimConfig, n: usize) -> Duration {
 
 /// Lifeguard's suspicion timeout after `confirmations` independent suspicions: from
 /// `max = suspicion_max_timeout_mult * min` down to `min` as confirmations reach `indirect_checks`.
-pub fn suspicion_timeout(c: &SwimConfig, n: usize, confirmations: u32) -> Duration {
+pub(crate) fn suspicion_timeout(c: &SwimConfig, n: usize, confirmations: u32) -> Duration {
     let min = suspicion_min(c, n).as_millis();
     let max = min.saturating_mul(u64::from(c.suspicion_max_timeout_mult));
     let expected = u64::from(c.indirect_checks).max(1);
@@ -74,24 +74,24 @@ pub fn suspicion_timeout(c: &SwimConfig, n: usize, confirmations: u32) -> Durati
 /// Lifeguard's local health: 0 is healthy; each missed ack or refuted suspicion adds one, each
 /// answered probe takes one away. Probe interval and timeout stretch by `score + 1`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Awareness {
+pub(crate) struct Awareness {
     score: u32,
 }
 
 impl Awareness {
     /// The current score.
-    pub fn score(self) -> u32 {
+    pub(crate) fn score(self) -> u32 {
         self.score
     }
 
     /// Changes the score by `delta`, within `0..max`.
-    pub fn apply(&mut self, delta: i32, max: u32) {
+    pub(crate) fn apply(&mut self, delta: i32, max: u32) {
         let s = i64::from(self.score).saturating_add(i64::from(delta));
         self.score = u32::try_from(s.clamp(0, i64::from(max.saturating_sub(1)))).unwrap_or(0);
     }
 
     /// `d` stretched by the current score.
-    pub fn scale(self, d: Duration) -> Duration {
+    pub(crate) fn scale(self, d: Duration) -> Duration {
         d.saturating_mul(u64::from(self.score).saturating_add(1))
     }
 }
