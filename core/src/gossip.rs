@@ -81,10 +81,12 @@ impl<const N: usize> Broadcasts<N> {
     }
 
     /// Queues the change of `hash` in `tree`, to be sent `transmits` times (restarting the count if it
-    /// was queued already).
-    pub(crate) fn push(&mut self, tree: TreeId, hash: u64, transmits: u8) {
+    /// was queued already). When the queue is full, the change closest to done gives way, or the new
+    /// one if none is closer: returns the table of the change that gave way before its budget was
+    /// spent (counted in `evicted`), so the caller can make up for it.
+    pub(crate) fn push(&mut self, tree: TreeId, hash: u64, transmits: u8) -> Option<TreeId> {
         if transmits == 0 {
-            return;
+            return None;
         }
         self.stats.queued = self.stats.queued.saturating_add(1);
         let rumor = Rumor {
@@ -98,14 +100,14 @@ impl<const N: usize> Broadcasts<N> {
             .find(|r| r.tree == tree && r.hash == hash)
         {
             *r = rumor;
-            return;
+            return None;
         }
-        if let Err(rumor) = self.rumors.push(rumor) {
-            let weakest = self.rumors.iter_mut().min_by_key(|r| r.left);
-            if let Some(w) = weakest.filter(|w| w.left < rumor.left) {
-                *w = rumor;
-            }
-            self.stats.evicted = self.stats.evicted.saturating_add(1);
+        let rumor = self.rumors.push(rumor).err()?;
+        self.stats.evicted = self.stats.evicted.saturating_add(1);
+        let weakest = self.rumors.iter_mut().min_by_key(|r| r.left);
+        match weakest.filter(|w| w.left < rumor.left) {
+            Some(w) => Some(core::mem::replace(w, rumor).tree),
+            None => Some(rumor.tree),
         }
     }
 
@@ -157,6 +159,20 @@ mod tests {
         assert_eq!(retransmit_limit(4, 1000), 16);
         assert_eq!(retransmit_limit(4, 10_000), 20);
         assert_eq!(retransmit_limit(200, 1000), u8::MAX);
+    }
+
+    #[test]
+    fn a_full_queue_says_which_table_gave_way() {
+        let mut q: Broadcasts<2> = Broadcasts::new();
+        assert_eq!(q.push(TreeId::MEMBERS, 1, 2), None);
+        assert_eq!(q.push(TreeId::DATA, 2, 4), None);
+        // Full: the member change, closest to done, gives way to a fresher data change.
+        assert_eq!(q.push(TreeId::DATA, 3, 4), Some(TreeId::MEMBERS));
+        // Nothing closer to done than the newcomer: the newcomer itself gives way.
+        assert_eq!(q.push(TreeId::DATA, 4, 1), Some(TreeId::DATA));
+        assert_eq!(q.stats().evicted, 2);
+        // A change already queued only restarts its count.
+        assert_eq!(q.push(TreeId::DATA, 3, 4), None);
     }
 
     #[test]

@@ -276,6 +276,8 @@ pub struct Node<
     data_in_sync_at: Option<Instant>,
     /// Events dropped since the last [`Event::Lagged`].
     lagged: u64,
+    /// Data changes outran the gossip queue since the last gossip round.
+    data_outran: bool,
     /// Bounds feeds like the sync engine's pacing bounds its answers.
     feeds: Pacer,
     seq: u32,
@@ -371,6 +373,7 @@ impl<
             sync_at: SyncSchedule::new(next_sync),
             data_in_sync_at: None,
             lagged: 0,
+            data_outran: false,
             feeds: Pacer::new(config.sync.burst, config.sync.datagrams_per_sec),
             seq: 0,
             relays: Vec::new(),
@@ -430,9 +433,15 @@ impl<
         retransmit_limit(self.config.swim.retransmit_mult, self.members.live().max(2))
     }
 
+    /// Queues a change for gossip. A data change that gave way in a full queue (a burst of
+    /// writes) is made up for by anti-entropy with the next gossip round's members (see
+    /// `gossip_round`). Member changes have their own: a member table that differs keeps anti-entropy
+    /// hurrying until roots match.
     pub(super) fn spread(&mut self, tree: TreeId, hash: u64) {
         let budget = self.budget();
-        self.gossip.push(tree, hash, budget);
+        if self.gossip.push(tree, hash, budget) == Some(TreeId::DATA) {
+            self.data_outran = true;
+        }
     }
 
     /// Queues a datagram to send. A full queue refuses it, counted in `out_dropped`; the caller

@@ -100,15 +100,25 @@ impl<
         self.relays.retain(|r| r.until > now);
     }
 
-    /// Pushes news to a few random members, while there is any.
+    /// Pushes news to a few random members, while there is any. When changes outran the gossip
+    /// queue (a burst of writes), those members also start anti-entropy with us at once, and the
+    /// node keeps comparing until roots match: no write waits for the sync interval.
     fn gossip_round(&mut self, now: Instant) {
         let swim = self.config.swim;
+        let outran = core::mem::take(&mut self.data_outran);
         if !self.gossip.is_empty() {
             for _ in 0..swim.gossip_nodes {
-                if let Some((_, to)) = self.random_member(None) {
-                    self.queue(Out::Gossip { to });
+                let Some((_, to)) = self.random_member(None) else {
+                    continue;
+                };
+                self.queue(Out::Gossip { to });
+                if outran {
+                    self.sync.start(to, TreeId::DATA);
                 }
             }
+        }
+        if outran {
+            self.sync_at.soon(now, &swim);
         }
         self.next_gossip = now.saturating_add(swim.gossip_interval);
     }
