@@ -412,6 +412,7 @@ impl Driver {
             node_stats: *self.node.stats(),
             sync: *self.node.sync_stats(),
             data: *self.node.data().stats(),
+            gossip: *self.node.gossip_stats(),
         }
     }
 }

@@ -4,7 +4,7 @@ use crate::CommitStats;
 use serde::Serialize;
 use std::fmt::Write;
 use tidings::data::DataStats;
-use tidings::node::NodeStats;
+use tidings::node::{GossipStats, NodeStats};
 use tidings::sync::SyncStats;
 
 /// A point-in-time copy of an agent's counters.
@@ -45,6 +45,9 @@ pub struct Metrics {
     /// The data map's counters: every write applied, local or from a peer.
     #[serde(skip)]
     pub data: DataStats,
+    /// The gossip queue's counters.
+    #[serde(skip)]
+    pub gossip: GossipStats,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
@@ -220,6 +223,14 @@ impl Metrics {
                 ("dir=\"applied\"", y.applied),
                 ("dir=\"stale\"", y.stale),
             ],
+        );
+        let g = &self.gossip;
+        metric(
+            m,
+            "gossip_changes_total",
+            "counter",
+            "Changes queued for gossip; evicted: gave way in a full queue before their retransmit budget was spent (anti-entropy then starts at once).",
+            &[("state=\"queued\"", g.queued), ("state=\"evicted\"", g.evicted)],
         );
         let d = &self.data;
         metric(
