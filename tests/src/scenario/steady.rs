@@ -22,8 +22,13 @@ pub struct Report {
     pub datagrams_per_node_per_sec: f64,
     /// Largest datagram sent while measuring.
     pub max_datagram: usize,
-    /// Members suspected although every node was up.
+    /// Suspicions seen, counted once per observer: every node that held a live member suspect.
     pub false_suspicions: u64,
+    /// Suspicions started: probes that went unanswered although every node was up (each makes its
+    /// prober suspect the target, or confirm a suspicion already spreading).
+    pub suspicions_started: u64,
+    /// Live members declared dead by at least one node.
+    pub live_members_declared_dead: usize,
 }
 
 /// Runs `nodes` nodes for `secs` seconds; `chart` receives bytes per node per second over time.
@@ -36,6 +41,15 @@ pub fn run(nodes: usize, secs: u64, common: &Common, chart: Option<&mut Chart>) 
             .fold((0, 0), |(b, d), h| (b + h.bytes_out, d + h.datagrams_out))
     };
     let (bytes0, datagrams0) = total(&c);
+    let missed = |c: &crate::cluster::Cluster| -> u64 {
+        c.hosts
+            .iter()
+            .filter_map(|h| h.node.as_ref())
+            .map(|n| n.stats().missed_acks)
+            .sum()
+    };
+    let missed0 = missed(&c);
+    let mut declared_dead = std::collections::HashSet::new();
     c.max_datagram = 0;
     c.watch = true;
     let mut false_suspicions = 0u64;
@@ -43,11 +57,16 @@ pub fn run(nodes: usize, secs: u64, common: &Common, chart: Option<&mut Chart>) 
     let mut last = bytes0;
     for s in 1..=secs {
         c.run_for(Duration::from_secs(1));
-        false_suspicions += c
-            .take_events()
-            .iter()
-            .filter(|e| matches!(e.event, Event::MemberSuspected(_) | Event::MemberFailed(_)))
-            .count() as u64;
+        for e in c.take_events() {
+            match e.event {
+                Event::MemberSuspected(_) => false_suspicions += 1,
+                Event::MemberFailed(id) => {
+                    false_suspicions += 1;
+                    declared_dead.insert(id);
+                }
+                _ => {}
+            }
+        }
         let (b, _) = total(&c);
         points.push((s as f64, (b - last) as f64 / nodes as f64));
         last = b;
@@ -76,5 +95,7 @@ pub fn run(nodes: usize, secs: u64, common: &Common, chart: Option<&mut Chart>) 
         datagrams_per_node_per_sec: ms((datagrams - datagrams0) as f64 / per),
         max_datagram: c.max_datagram,
         false_suspicions,
+        suspicions_started: missed(&c) - missed0,
+        live_members_declared_dead: declared_dead.len(),
     }
 }
