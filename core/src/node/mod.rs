@@ -25,7 +25,7 @@
 //! record, and the seed answers with a sample of members (paced, and only to the address the
 //! newcomer's record gives), so the newcomer's anti-entropy spreads over the cluster at once.
 
-mod probe;
+mod detector;
 mod recv;
 mod rumor;
 mod run;
@@ -39,7 +39,6 @@ pub use rumor::{Rumor, SuspectClaim};
 #[cfg(feature = "alloc")]
 pub use storage::AllocStorage;
 pub use storage::{HeaplessStorage, Storage};
-use suspect::Suspicion;
 
 use crate::config::{Config, ConfigError};
 use crate::data::{DataError, DataMap, MergeOutcome, Prepared, WireEntry};
@@ -51,9 +50,9 @@ use crate::sync::{Engine, EntryError, Replica, SyncError};
 use crate::wire::{Probe, ProbeRequest, Rejects, TreeId, WireError};
 use crate::{Duration, Instant, NodeId};
 use core::net::SocketAddr;
+use detector::Detector;
 use heapless::{Deque, Vec};
 use schedule::SyncSchedule;
-use timing::Awareness;
 
 /// Something the application may want to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,9 +266,8 @@ pub struct Node<
     events: Deque<Event<S::Key>, QUEUE>,
     rng: Rng,
     seeds: Vec<SocketAddr, 8>,
-    probing: Option<Probing>,
-    probe_cursor: u64,
-    next_probe: Instant,
+    /// The failure detector: probes, indirect probes, relays, suspicions, local health, leave.
+    fd: Detector<QUEUE, SUSPECTS>,
     next_gossip: Instant,
     /// When anti-entropy next runs, and how soon after that while tables differ.
     sync_at: SyncSchedule,
@@ -280,12 +278,6 @@ pub struct Node<
     data_outran: bool,
     /// Bounds feeds like the sync engine's pacing bounds its answers.
     feeds: Pacer,
-    seq: u32,
-    relays: Vec<Relay, QUEUE>,
-    suspicions: Vec<Suspicion, SUSPECTS>,
-    awareness: Awareness,
-    /// The probe sequence of the pings that carried our leave, and whether one was answered.
-    leave: Option<(u32, bool)>,
     stats: NodeStats,
 }
 
@@ -366,20 +358,13 @@ impl<
             events: Deque::new(),
             rng,
             seeds: Vec::new(),
-            probing: None,
-            probe_cursor,
-            next_probe,
+            fd: Detector::new(probe_cursor, next_probe),
             next_gossip,
             sync_at: SyncSchedule::new(next_sync),
             data_in_sync_at: None,
             lagged: 0,
             data_outran: false,
             feeds: Pacer::new(config.sync.burst, config.sync.datagrams_per_sec),
-            seq: 0,
-            relays: Vec::new(),
-            suspicions: Vec::new(),
-            awareness: Awareness::default(),
-            leave: None,
             stats: NodeStats::default(),
         })
     }
@@ -426,7 +411,7 @@ impl<
 
     /// Lifeguard's local-health score (0 is healthy).
     pub fn health_score(&self) -> u32 {
-        self.awareness.score()
+        self.fd.awareness.score()
     }
 
     fn budget(&self) -> u8 {
@@ -493,12 +478,12 @@ impl<
         self.members.leave(now)?;
         let me = self.members.hash_of(self.config.node);
         self.spread(TreeId::MEMBERS, me);
-        self.seq = self.seq.wrapping_add(1);
-        self.leave = Some((self.seq, false));
+        self.fd.seq = self.fd.seq.wrapping_add(1);
+        self.fd.leave = Some((self.fd.seq, false));
         for _ in 0..self.config.swim.gossip_nodes {
             if let Some((target, to)) = self.random_member(None) {
                 let probe = Probe {
-                    seq: self.seq,
+                    seq: self.fd.seq,
                     target,
                 };
                 self.queue(Out::Ping { to, probe });
@@ -510,7 +495,7 @@ impl<
     /// Whether a member answered a ping that carried our leave (so it holds us as left). Also true
     /// when there was nobody to tell.
     pub fn leave_acknowledged(&self) -> bool {
-        match self.leave {
+        match self.fd.leave {
             Some((_, acked)) => acked || self.members.live() <= 1,
             None => false,
         }
@@ -624,7 +609,7 @@ impl<
 
     pub(super) fn on_change(&mut self, now: Instant, id: NodeId, change: Change) {
         if !matches!(change, Change::Suspected) {
-            self.suspicions.retain(|s| s.id != id);
+            self.fd.suspicions.retain(|s| s.id != id);
         }
         if self
             .members
@@ -642,7 +627,8 @@ impl<
             Change::Failed => Event::MemberFailed(id),
             Change::Suspected => Event::MemberSuspected(id),
             Change::Refuted => {
-                self.awareness
+                self.fd
+                    .awareness
                     .apply(1, self.config.swim.awareness_max_multiplier);
                 return;
             }

@@ -115,16 +115,16 @@ impl<
             }
             Message::PingReq { request, rumors } => {
                 self.rumors(now, rumors)?;
-                self.seq = self.seq.wrapping_add(1);
+                self.fd.seq = self.fd.seq.wrapping_add(1);
                 let relay = Relay {
-                    seq: self.seq,
+                    seq: self.fd.seq,
                     requester: from,
                     their_seq: request.seq,
                     until: now.saturating_add(self.config.swim.probe_interval),
                 };
-                if !self.out.is_full() && self.relays.push(relay).is_ok() {
+                if !self.out.is_full() && self.fd.relays.push(relay).is_ok() {
                     let probe = Probe {
-                        seq: self.seq,
+                        seq: self.fd.seq,
                         target: request.target,
                     };
                     self.queue(Out::Ping {
@@ -286,16 +286,16 @@ impl<
     }
 
     fn on_ack(&mut self, seq: u32) {
-        if let Some(p) = self.probing.as_mut().filter(|p| p.seq == seq) {
+        if let Some(p) = self.fd.probing.as_mut().filter(|p| p.seq == seq) {
             p.acked = true;
             return;
         }
-        if let Some((_, acked)) = self.leave.as_mut().filter(|l| l.0 == seq) {
+        if let Some((_, acked)) = self.fd.leave.as_mut().filter(|l| l.0 == seq) {
             *acked = true;
             return;
         }
-        if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {
-            let r = self.relays.swap_remove(i);
+        if let Some(i) = self.fd.relays.iter().position(|r| r.seq == seq) {
+            let r = self.fd.relays.swap_remove(i);
             self.queue(Out::Ack {
                 to: r.requester,
                 seq: r.their_seq,

@@ -86,7 +86,7 @@ impl<
             .members
             .me()
             .is_some_and(|m| m.status() != Status::Left);
-        if now >= self.next_probe {
+        if now >= self.fd.next_probe {
             self.probe_round(now, active);
         }
         self.indirect_probes(now);
@@ -97,7 +97,7 @@ impl<
         if self.sync_at.due(now) {
             self.sync_round(now);
         }
-        self.relays.retain(|r| r.until > now);
+        self.fd.relays.retain(|r| r.until > now);
     }
 
     /// Pushes news to a few random members, while there is any. When changes outran the gossip
@@ -194,7 +194,7 @@ impl<
     }
 
     pub(super) fn fill_rumors(&mut self, now: Instant, enc: &mut Encoder<'_>) {
-        let (members, data, suspicions) = (&self.members, &self.data, &self.suspicions);
+        let (members, data, suspicions) = (&self.members, &self.data, &self.fd.suspicions);
         let retention = self.config.members.retention;
         self.gossip.fill(|tree, hash| {
             let written = match tree {
@@ -274,11 +274,12 @@ impl<
         match w {
             Wake::Tombstones => self.data.poll_timeout(),
             Wake::MemberExpiry => self.members.poll_timeout(),
-            Wake::Probe => Some(self.next_probe),
+            Wake::Probe => Some(self.fd.next_probe),
             Wake::IndirectProbe => self
+                .fd
                 .probing
                 .and_then(|p| p.indirect_at.filter(|_| !p.acked)),
-            Wake::Suspicion => self.suspicions.iter().map(|s| s.deadline).min(),
+            Wake::Suspicion => self.fd.suspicions.iter().map(|s| s.deadline).min(),
             Wake::Gossip => (!self.gossip.is_empty()).then_some(self.next_gossip),
             Wake::AntiEntropy => Some(self.sync_at.next()),
             Wake::SyncPacing => self.sync.poll_timeout(),

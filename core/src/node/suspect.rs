@@ -67,7 +67,7 @@ impl<
     /// Starts the suspicion timer of `id` unless it runs already. With every slot taken, the member
     /// is tracked once a slot frees and a probe of it goes unanswered again.
     pub(super) fn track_suspicion(&mut self, now: Instant, id: NodeId) {
-        if !self.suspicions.iter().any(|s| s.id == id) {
+        if !self.fd.suspicions.iter().any(|s| s.id == id) {
             let mut s = Suspicion {
                 id,
                 since: now,
@@ -75,7 +75,7 @@ impl<
                 deadline: now,
             };
             s.refresh(&self.config.swim, self.members.live());
-            let _ = self.suspicions.push(s);
+            let _ = self.fd.suspicions.push(s);
         }
     }
 
@@ -92,7 +92,7 @@ impl<
         self.track_suspicion(now, id);
         let live = self.members.live();
         let swim = self.config.swim;
-        let Some(s) = self.suspicions.iter_mut().find(|s| s.id == id) else {
+        let Some(s) = self.fd.suspicions.iter_mut().find(|s| s.id == id) else {
             return;
         };
         if s.suspecters.contains(&by) || s.suspecters.push(by).is_err() {
