@@ -20,8 +20,10 @@
 
 use crate::{AgentError, Handle, Readiness};
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -75,7 +77,42 @@ pub fn router(handle: Handle) -> Router {
         .route("/v1/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed here".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::map_response(json_errors))
         .with_state(handle)
+}
+
+/// The largest request body read: far above any value the node accepts (1 KiB by default), far
+/// below what a stalled upload could pin in memory.
+pub const MAX_BODY: usize = 64 << 10;
+
+/// Error answers that the framework wrote as plain text (a body too large, a malformed path) become
+/// the documented `{"error": "..."}` JSON, with the same status.
+async fn json_errors(r: Response) -> Response {
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(r.status().is_client_error() || r.status().is_server_error()) || is_json {
+        return r;
+    }
+    let status = r.status();
+    let body = axum::body::to_bytes(r.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let text = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    ApiError(status, text).into_response()
 }
 
 async fn members(State(h): State<Handle>) -> Result<Response, ApiError> {

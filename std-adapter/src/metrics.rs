@@ -110,6 +110,7 @@ impl Metrics {
                 ("reason=\"foreign_cluster\"", r.foreign_cluster),
                 ("reason=\"unknown_kind\"", r.unknown_kind),
                 ("reason=\"malformed\"", r.malformed),
+                ("reason=\"unauthenticated\"", r.unauthenticated),
             ],
         );
         metric(
@@ -333,7 +334,9 @@ mod tests {
             ..Metrics::default()
         };
         m.node_stats.rejects.bad_magic = 7;
+        m.node_stats.rejects.unauthenticated = 5;
         let text = m.prometheus();
+        assert!(text.contains("tidings_rejected_datagrams_total{reason=\"unauthenticated\"} 5\n"));
         assert!(text.contains("tidings_members{status=\"alive\"} 3\n"));
         assert!(text.contains("tidings_rejected_datagrams_total{reason=\"bad_magic\"} 7\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -258,6 +258,14 @@ async fn the_http_api_speaks_json_and_prometheus() {
     let long = "x".repeat(5_000);
     let (code, body) = http(addr, "PUT", "/v1/kv/big", &long).await;
     assert_eq!(code, 413, "{body}");
+    // Errors the framework raises are the documented JSON too.
+    let huge = "x".repeat(tidings_tokio::http::MAX_BODY + 1);
+    let (code, body) = http(addr, "PUT", "/v1/kv/huge", &huge).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(json(&body)["error"].is_string(), "{body}");
+    let (code, body) = http(addr, "POST", "/v1/kv/k", "").await;
+    assert_eq!(code, 405, "{body}");
+    assert!(json(&body)["error"].is_string(), "{body}");
     assert_eq!(http(addr, "GET", "/v1/nope", "").await.0, 404);
     let (code, body) = http(addr, "GET", "/v1/health", "").await;
     assert_eq!(code, 200);

@@ -69,7 +69,7 @@ impl File {
     }
 }
 
-/// The node's settings for `preset` (lan, wan, local), with the file's overrides, validated.
+/// The node's settings for `preset` (lan, wan, local, mcu), with the file's overrides, validated.
 pub fn node_config(
     cluster: &str,
     node: u64,
@@ -81,9 +81,10 @@ pub fn node_config(
         "lan" => Config::lan(cluster, NodeId(node)),
         "wan" => Config::wan(cluster, NodeId(node)),
         "local" => Config::local(cluster, NodeId(node)),
+        "mcu" => Config::mcu(cluster, NodeId(node)),
         other => {
             return Err(format!(
-                "unknown preset {other:?}: expected lan, wan or local"
+                "unknown preset {other:?}: expected lan, wan, local or mcu"
             ))
         }
     };
@@ -138,6 +139,10 @@ mod tests {
         assert!(node_config("x", 1, "fast", None)
             .unwrap_err()
             .contains("fast"));
+        // Every preset `--help` offers is taken.
+        for preset in ["lan", "wan", "local", "mcu"] {
+            assert!(node_config("x", 1, preset, None).is_ok(), "{preset}");
+        }
         let timeout_past_interval = Swim {
             probe_timeout_ms: Some(5_000),
             ..Swim::default()
