@@ -25,7 +25,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidings::data::{DataError, Prepared};
-use tidings::node::{AllocStorage, Node};
 use tidings::Version;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -33,7 +32,7 @@ use tokio::task::JoinHandle;
 /// How often expired tombstones are dropped from disk.
 const COLLECT_EVERY: Duration = Duration::from_secs(600);
 
-type AgentNode = Node<AllocStorage>;
+use crate::driver::AgentNode;
 
 /// Who waits for a local write.
 pub(crate) enum Reply {

@@ -14,7 +14,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant as Clock;
 
-type AgentNode = Node<AllocStorage>;
+/// The agent's node: server storage, and room for many anti-entropy exchanges at once, so a large
+/// divergence (a burst, a restart after downtime) is repaired by many exchanges in flight rather than
+/// a few at a time.
+pub(crate) type AgentNode = Node<AllocStorage, SYNC_TASKS>;
+
+/// Anti-entropy work items an agent's node holds at once (the core's default is 32).
+const SYNC_TASKS: usize = 256;
 
 pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     let mut node_config = config.node;
