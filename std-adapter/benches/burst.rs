@@ -10,7 +10,8 @@
 //! a join have calmed down, as in a cluster that has run for a while.
 //!
 //! `cargo bench -p tidings-tokio --bench burst` (`BURST_AGENTS`, `BURST_KEYS`, `CATCHUP_KEYS`,
-//! `BURST_WRITERS`, `BURST_LIMIT_SECS`, `BURST_IDLE_SECS`); one JSON object on stdout.
+//! `BURST_WRITERS`, `BURST_LIMIT_SECS`, `BURST_IDLE_SECS`, `BURST_PLOT=file.svg`); one JSON object
+//! on stdout.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,31 +67,45 @@ async fn write(h: &Handle, prefix: &str, n: usize, writers: usize) -> Instant {
     Instant::now()
 }
 
+/// What [`held`] saw.
+struct Held {
+    /// Seconds from the start until every agent held every key (`None` past the limit).
+    secs: Option<f64>,
+    /// The count held by the least-informed agent each second.
+    each_sec: Vec<usize>,
+    /// (seconds, count) every 100 ms, for the plot.
+    points: Vec<(f64, f64)>,
+}
+
 /// Seconds from `since` until every one of `handles` holds `want` keys (`None` past `limit`), and
-/// the counts seen each second.
-async fn held(
-    handles: &[Handle],
-    want: usize,
-    since: Instant,
-    limit: f64,
-) -> (Option<f64>, Vec<usize>) {
-    let mut trace = Vec::new();
-    let mut next_sample = since;
+/// the counts seen on the way.
+async fn held(handles: &[Handle], want: usize, since: Instant, limit: f64) -> Held {
+    let mut h = Held {
+        secs: None,
+        each_sec: Vec::new(),
+        points: Vec::new(),
+    };
+    let (mut next_sec, mut next_point) = (since, since);
     loop {
         let mut least = usize::MAX;
-        for h in handles {
-            least = least.min(keys(h).await);
-        }
-        if Instant::now() >= next_sample {
-            trace.push(least);
-            next_sample += Duration::from_secs(1);
+        for a in handles {
+            least = least.min(keys(a).await);
         }
         let t = since.elapsed().as_secs_f64();
+        if Instant::now() >= next_sec {
+            h.each_sec.push(least);
+            next_sec += Duration::from_secs(1);
+        }
+        if Instant::now() >= next_point || least >= want {
+            h.points.push((t, least as f64));
+            next_point += Duration::from_millis(100);
+        }
         if least >= want {
-            return (Some(t), trace);
+            h.secs = Some(t);
+            return h;
         }
         if t > limit {
-            return (None, trace);
+            return h;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -135,7 +150,7 @@ async fn run() -> String {
     let start = Instant::now();
     let last_ack = write(&handles[0], "b", burst, writers).await;
     let write_secs = (last_ack - start).as_secs_f64();
-    let (burst_secs, burst_trace) = held(&handles, burst, last_ack, limit).await;
+    let b = held(&handles, burst, last_ack, limit).await;
 
     // One agent down while more keys are written, then back from its data directory.
     let down = agents.pop().expect("an agent");
@@ -147,16 +162,46 @@ async fn run() -> String {
         .await
         .expect("restart");
     let restarted = Instant::now();
-    let (catchup_secs, catchup_trace) =
-        held(&[back.handle()], burst + catchup, restarted, limit).await;
+    let c = held(&[back.handle()], burst + catchup, restarted, limit).await;
+    if let Ok(path) = std::env::var("BURST_PLOT") {
+        plot(&path, n, burst, catchup, &b, &c);
+    }
     format!(
         "{{\"agents\":{n},\"burst_keys\":{burst},\"writers\":{writers},\"write_secs\":{write_secs:.2},\
          \"burst_all_held_secs_after_last_ack\":{},\"burst_least_held_each_sec\":{burst_trace:?},\
          \"catchup_keys\":{catchup},\"catchup_secs_after_restart\":{},\
          \"catchup_held_each_sec\":{catchup_trace:?}}}",
-        secs(burst_secs),
-        secs(catchup_secs)
+        secs(b.secs),
+        secs(c.secs),
+        burst_trace = b.each_sec,
+        catchup_trace = c.each_sec,
     )
+}
+
+/// Keys held over time: by the least-informed agent after the burst, by the restarted agent after
+/// its restart.
+fn plot(path: &str, n: u64, burst: usize, catchup: usize, b: &Held, c: &Held) {
+    use tidings_sim::plot::{Chart, Series};
+    let chart = Chart {
+        title: format!("{n} agents on loopback: keys held after a burst and after a restart"),
+        x_label: "seconds after the last acknowledgement, or after the restart".into(),
+        y_label: "keys held".into(),
+        series: vec![
+            Series {
+                name: format!("burst of {burst}: least-informed agent"),
+                points: b.points.clone(),
+            },
+            Series {
+                name: format!("{catchup} written while down: restarted agent"),
+                points: c.points.clone(),
+            },
+        ],
+        y_from_zero: true,
+        y_log: false,
+    };
+    if let Err(e) = chart.write(Path::new(path)) {
+        eprintln!("cannot write {path}: {e}");
+    }
 }
 
 fn main() {
