@@ -98,12 +98,14 @@ pub enum Wake {
     Gossip,
     /// An anti-entropy exchange starts.
     AntiEntropy,
-    /// The sync engine's pacing lets its next datagram out.
+    /// The sync engine's pacing lets its next datagram out: served by [`Node::poll_transmit`],
+    /// which a driver drains after every wake.
     SyncPacing,
 }
 
 impl Wake {
-    /// Every timer, in the order [`Node::handle_timeout`] serves them.
+    /// Every timer, in the order [`Node::handle_timeout`] serves them (the last by
+    /// [`Node::poll_transmit`]).
     pub const ALL: [Wake; 8] = [
         Wake::Tombstones,
         Wake::MemberExpiry,
@@ -419,15 +421,10 @@ impl<
         retransmit_limit(self.config.swim.retransmit_mult, self.members.live().max(2))
     }
 
-    /// Queues a change for gossip. A data change that gave way in a full queue (a burst of
-    /// writes) is made up for by anti-entropy with the next gossip round's members (see
-    /// `gossip_round`). Member changes have their own: a member table that differs keeps anti-entropy
-    /// hurrying until roots match.
-    pub(super) fn spread(&mut self, tree: TreeId, hash: u64) {
+    /// Queues a change for gossip; returns the table of a change that gave way in a full queue.
+    pub(super) fn spread(&mut self, tree: TreeId, hash: u64) -> Option<TreeId> {
         let budget = self.budget();
-        if self.gossip.push(tree, hash, budget) == Some(TreeId::DATA) {
-            self.data_outran = true;
-        }
+        self.gossip.push(tree, hash, budget)
     }
 
     /// Queues a datagram to send. A full queue refuses it, counted in `out_dropped`; the caller

@@ -165,10 +165,6 @@ impl<
                     TreeId::DATA => self.sync.handle(now, from, msg, &mut self.data).map(|h| {
                         if h.in_sync {
                             self.data_in_sync_at = Some(now);
-                        } else if h.behind {
-                            self.sync_soon(now);
-                        } else if h.mismatched || h.described {
-                            self.sync_at.diverged(now, &self.config.swim);
                         }
                     }),
                     _ => Err(SyncError::BadNode),

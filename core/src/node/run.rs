@@ -140,8 +140,9 @@ impl<
         self.sync_at.ran(now, started, &self.config.swim);
     }
 
-    /// Writes the next datagram into `buf`; `None` when there is nothing to send now. `buf` should
-    /// hold `max_datagram` bytes: a datagram that does not fit stays queued for the next call.
+    /// Writes the next datagram into `buf`; `None` when there is nothing to send now. `buf` must
+    /// hold `max_datagram` bytes: a datagram that does not fit stays queued for the next call, and
+    /// holds back the rest until a buffer that large comes.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let header = self.config.header();
         // Room for the tag is always kept, so a keyed and a keyless datagram carry the same load.
@@ -176,14 +177,10 @@ impl<
                     kind,
                 }
             }
+            // The engine keeps the tag's room itself (`wire::message_limit`).
             None => match self.sync.next_tree()? {
-                TreeId::DATA => {
-                    self.sync
-                        .poll_transmit(now, &header, &self.data, buf.get_mut(..limit)?)?
-                }
-                _ => self
-                    .sync
-                    .poll_transmit(now, &header, &self.members, buf.get_mut(..limit)?)?,
+                TreeId::DATA => self.sync.poll_transmit(now, &header, &self.data, buf)?,
+                _ => self.sync.poll_transmit(now, &header, &self.members, buf)?,
             },
         };
         let len = wire::seal(self.config.auth.as_ref(), buf, t.len)?;
@@ -280,7 +277,9 @@ impl<
                 .probing
                 .and_then(|p| p.indirect_at.filter(|_| !p.acked)),
             Wake::Suspicion => self.fd.suspicions.iter().map(|s| s.deadline).min(),
-            Wake::Gossip => (!self.gossip.is_empty()).then_some(self.next_gossip),
+            Wake::Gossip => {
+                (!self.gossip.is_empty() || self.data_outran).then_some(self.next_gossip)
+            }
             Wake::AntiEntropy => Some(self.sync_at.next()),
             Wake::SyncPacing => self.sync.poll_timeout(),
         }

@@ -97,7 +97,12 @@ impl<
     ) -> Result<crate::Version, DataError> {
         let v = self.data.apply(now, key, value, prepared)?;
         let h = self.data.hash_of(key);
-        self.spread(TreeId::DATA, h);
+        // Our own writes outran the gossip queue (a burst): the next gossip round's members start
+        // anti-entropy with us at once. Changes learned from peers spread the same way from their
+        // writer, so only the writer does this.
+        if self.spread(TreeId::DATA, h) == Some(TreeId::DATA) {
+            self.data_outran = true;
+        }
         Ok(v)
     }
 
