@@ -154,8 +154,8 @@ pub enum ConfigError {
     },
     /// `data.tombstone_grace` is zero: deletes would be forgotten before they spread.
     ZeroTombstoneGrace,
-    /// `sync.burst` is zero: nothing could ever be sent.
-    ZeroBurst,
+    /// `sync.burst_bytes` is below `sync.max_datagram`: a full datagram could never leave.
+    BurstBelowDatagram,
     /// `data_depth` or `members_depth` is above [`MAX_DEPTH`].
     TreeTooDeep,
     /// `probe_timeout` is zero or not shorter than `probe_interval`.
@@ -180,7 +180,9 @@ impl core::fmt::Display for ConfigError {
                  lower max_key_len or max_value_len"
             ),
             ConfigError::ZeroTombstoneGrace => f.write_str("tombstone_grace must be above zero"),
-            ConfigError::ZeroBurst => f.write_str("sync burst must be at least 1 datagram"),
+            ConfigError::BurstBelowDatagram => {
+                f.write_str("sync burst_bytes must hold at least one max_datagram")
+            }
             ConfigError::TreeTooDeep => write!(f, "data_depth must be at most {MAX_DEPTH}"),
             ConfigError::ProbeTimeout => {
                 f.write_str("probe_timeout must be above zero and shorter than probe_interval")
@@ -253,8 +255,8 @@ impl Config {
         Config {
             sync: SyncConfig {
                 max_datagram: MIN_DATAGRAM,
-                burst: 8,
-                datagrams_per_sec: 200,
+                burst_bytes: 2048,
+                bytes_per_sec: 32_000,
             },
             data: DataConfig {
                 max_key_len: 32,
@@ -321,8 +323,8 @@ impl Config {
         if self.data.tombstone_grace.as_millis() == 0 {
             return Err(ConfigError::ZeroTombstoneGrace);
         }
-        if self.sync.burst == 0 {
-            return Err(ConfigError::ZeroBurst);
+        if usize::try_from(self.sync.burst_bytes).unwrap_or(usize::MAX) < max {
+            return Err(ConfigError::BurstBelowDatagram);
         }
         if self.data_depth > MAX_DEPTH || self.members_depth > MAX_DEPTH {
             return Err(ConfigError::TreeTooDeep);

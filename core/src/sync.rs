@@ -149,19 +149,27 @@ pub enum SyncError {
 pub struct SyncConfig {
     /// Largest datagram sent, in bytes, authentication tag included.
     pub max_datagram: usize,
-    /// Datagrams that may leave back to back before pacing starts.
-    pub burst: u32,
-    /// Sustained datagrams per second (0 = unpaced).
-    pub datagrams_per_sec: u32,
+    /// Bytes that may leave back to back before pacing starts; at least one `max_datagram`.
+    pub burst_bytes: u32,
+    /// Sustained bytes per second of anti-entropy (0 = unpaced): how fast a large divergence may
+    /// heal, and how much of the link it may take while it does.
+    pub bytes_per_sec: u32,
+}
+
+impl SyncConfig {
+    /// Servers: 20 MB/s (160 Mbit/s) sustained, bursts of 64 KiB.
+    pub const fn server() -> Self {
+        SyncConfig {
+            max_datagram: crate::wire::DEFAULT_MAX_DATAGRAM,
+            burst_bytes: 64 * 1024,
+            bytes_per_sec: 20_000_000,
+        }
+    }
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig {
-            max_datagram: crate::wire::DEFAULT_MAX_DATAGRAM,
-            burst: 32,
-            datagrams_per_sec: 2000,
-        }
+        Self::server()
     }
 }
 
@@ -217,9 +225,10 @@ pub use crate::wire::Transmit;
 enum Work {
     /// Send our root.
     Root { reply: bool },
-    /// Describe nodes `base + i` for each bit `i` of `mask`: child digests of inner nodes, listings of
+    /// Describe nodes `base + i` for each bit `i` of `mask` (the children of up to four neighbouring
+    /// nodes): child digests of inner nodes, listings of
     /// leaves (from key hash `cursor` on, for the lowest pending leaf).
-    Describe { base: u32, mask: u16, cursor: u64 },
+    Describe { base: u32, mask: u64, cursor: u64 },
     /// Send these entries.
     Send { hashes: Vec<u64, HASHES_PER_TASK> },
     /// Ask for these entries.
@@ -249,7 +258,11 @@ impl<const TASKS: usize> Engine<TASKS> {
     pub fn new(config: SyncConfig) -> Self {
         Engine {
             tasks: Deque::new(),
-            pacer: Pacer::new(config.burst, config.datagrams_per_sec),
+            pacer: Pacer::new(
+                config.burst_bytes,
+                config.bytes_per_sec,
+                config.max_datagram,
+            ),
             config,
             stats: SyncStats::default(),
         }
@@ -266,11 +279,56 @@ impl<const TASKS: usize> Engine<TASKS> {
     }
 
     fn enqueue(&mut self, to: SocketAddr, tree: TreeId, work: Work) -> bool {
-        let ok = self.tasks.push_back(Task { to, tree, work }).is_ok();
+        // Sends and fetches go first: they finish what the drill-down found, while a describe fans
+        // out sixteenfold. In a large divergence, serving the drill-down first would fill the queue
+        // with work it must then refuse; this way the peer's next listings wait for our answers.
+        let finish = matches!(work, Work::Send { .. } | Work::Fetch { .. });
+        let task = Task { to, tree, work };
+        let ok = if finish {
+            self.tasks.push_front(task)
+        } else {
+            self.tasks.push_back(task)
+        }
+        .is_ok();
         if !ok {
             self.stats.dropped = self.stats.dropped.saturating_add(1);
         }
         ok
+    }
+
+    /// Adds the nodes of a describe to the queued describe at the tail when they lie within its 64
+    /// nodes: in a large divergence, neighbouring nodes differ together, and one task then holds the
+    /// children of four.
+    fn widen_tail(
+        &mut self,
+        to: SocketAddr,
+        tree: TreeId,
+        shape: Shape,
+        base: u32,
+        mask: u64,
+    ) -> bool {
+        let Some(Task {
+            to: t,
+            tree: tr,
+            work:
+                Work::Describe {
+                    base: tail,
+                    mask: m,
+                    ..
+                },
+        }) = self.tasks.back_mut()
+        else {
+            return false;
+        };
+        let Some(shift) = base.checked_sub(*tail).filter(|&s| s < u64::BITS) else {
+            return false;
+        };
+        let same_kind = shape.is_leaf(*tail) == shape.is_leaf(base);
+        if *t != to || *tr != tree || !same_kind || mask.leading_zeros() < shift {
+            return false;
+        }
+        *m |= mask << shift;
+        true
     }
 
     /// Starts an exchange of table `tree` with the peer at `to`. False if the queue is full.
@@ -381,7 +439,10 @@ impl<const TASKS: usize> Engine<TASKS> {
                 }
             }
             if let (Some(base), true) = (shape.first_child(item.node), mask != 0) {
-                self.enqueue(from, tree, describe(base, mask));
+                let mask = u64::from(mask);
+                if !self.widen_tail(from, tree, shape, base, mask) {
+                    self.enqueue(from, tree, describe(base, mask));
+                }
             }
         }
         Ok(described)
@@ -466,7 +527,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                 (to, tree, kind),
             ) {
                 Written::Datagram(len) => {
-                    self.pacer.take();
+                    self.pacer.take(len);
                     return Some(Transmit { to, len, kind });
                 }
                 // The tasks written had nothing left to send (entries since collected).
@@ -559,10 +620,10 @@ enum Written {
 }
 
 /// Tasks packed into one datagram at most, so a datagram never holds more items or groups than the
-/// decoder accepts (each task adds at most 16 items or groups).
-const MAX_TASKS_PER_DATAGRAM: usize = crate::wire::MAX_ITEMS / FANOUT;
+/// decoder accepts (each task adds at most 64 items or groups).
+const MAX_TASKS_PER_DATAGRAM: usize = crate::wire::MAX_ITEMS / u64::BITS as usize;
 
-fn describe(base: u32, mask: u16) -> Work {
+fn describe(base: u32, mask: u64) -> Work {
     Work::Describe {
         base,
         mask,
@@ -610,7 +671,7 @@ fn write_describe(
     replica: &dyn Replica,
     enc: &mut Encoder<'_>,
     base: u32,
-    mask: &mut u16,
+    mask: &mut u64,
     cursor: &mut u64,
 ) -> bool {
     let tree = replica.tree();
@@ -969,10 +1030,10 @@ mod tests {
     #[test]
     fn long_answers_are_paced_and_complete() {
         // B lacks everything: A's listings of 200 keys, then 200 entries of ~80 bytes, must go out
-        // at most `burst` at once and then at the configured rate.
+        // at most `burst_bytes` at once and then at the configured rate.
         let config = SyncConfig {
-            burst: 4,
-            datagrams_per_sec: 1000,
+            burst_bytes: 4 * DEFAULT_MAX_DATAGRAM as u32,
+            bytes_per_sec: 1000 * DEFAULT_MAX_DATAGRAM as u32,
             ..SyncConfig::default()
         };
         let (mut a, mut b) = (map(1, 0..200), map(2, 0..0));
@@ -983,8 +1044,9 @@ mod tests {
         for _ in 0..200 {
             let to_b = drain(&mut ea, &a, now);
             let to_a = drain(&mut eb, &b, now);
-            bursts.push(to_b.len());
-            bursts.push(to_a.len());
+            let bytes = |d: &Vec<Vec<u8>>| d.iter().map(Vec::len).sum::<usize>();
+            bursts.push(bytes(&to_b));
+            bursts.push(bytes(&to_a));
             deliver(&mut eb, &mut b, 1, &to_b);
             deliver(&mut ea, &mut a, 2, &to_a);
             match [ea.poll_timeout(), eb.poll_timeout()]
@@ -996,7 +1058,11 @@ mod tests {
                 None => break,
             }
         }
-        assert!(bursts.iter().all(|&n| n <= 4), "{bursts:?}");
+        // A datagram leaves while a full one's bytes are left, so a drain may pass the burst by
+        // less than one datagram.
+        let cap = 5 * DEFAULT_MAX_DATAGRAM;
+        assert!(bursts.iter().all(|&n| n < cap), "{bursts:?}");
+        assert!(bursts.iter().filter(|&&n| n > 0).count() > 10, "{bursts:?}");
         assert_eq!(a.root(), b.root());
         assert_eq!(b.len(), 200);
     }
@@ -1065,5 +1131,41 @@ mod tests {
             Err(SyncError::BadListing)
         );
         assert!(e.is_idle());
+    }
+
+    #[test]
+    fn neighbouring_describes_share_a_task() {
+        let shape = Shape::new(2).unwrap();
+        let mut e: Engine<8> = Engine::new(SyncConfig::default());
+        let (b, d) = (addr(2), TreeId::DATA);
+        // The children of nodes 1 and 2 (level 2: 17..=32 and 33..=48) go in one task.
+        assert!(e.enqueue(b, d, describe(17, 0xffff)));
+        assert!(e.widen_tail(b, d, shape, 33, 0x00ff));
+        assert_eq!(e.tasks.len(), 1);
+        assert!(matches!(
+            e.tasks.back().map(|t| &t.work),
+            Some(Work::Describe { base: 17, mask, .. }) if *mask == 0x00ff_ffff
+        ));
+        // Not beyond 64 nodes, not another level, not another peer or table.
+        assert!(!e.widen_tail(b, d, shape, 17 + 64, 1));
+        assert!(!e.widen_tail(b, d, shape, 1, 1));
+        assert!(!e.widen_tail(addr(3), d, shape, 33, 1));
+        assert!(!e.widen_tail(b, TreeId::MEMBERS, shape, 33, 1));
+        assert_eq!(e.stats().dropped, 0);
+    }
+
+    #[test]
+    fn entries_found_go_out_before_the_drill_down_goes_deeper() {
+        let a = map(1, 0..10);
+        let mut e: Engine = Engine::new(SyncConfig::default());
+        let (h, _) = a.first_in(0, u64::MAX).unwrap();
+        assert!(e.start(addr(2), TreeId::DATA));
+        let hashes = heapless::Vec::from_slice(&[h]).unwrap();
+        assert!(e.enqueue(addr(2), TreeId::DATA, Work::Send { hashes }));
+        let kinds: Vec<Kind> = drain(&mut e, &a, Instant::ZERO)
+            .iter()
+            .map(|d| decode(d, C, DEFAULT_MAX_DATAGRAM).unwrap().1.kind())
+            .collect();
+        assert_eq!(kinds, [Kind::Entries, Kind::Root]);
     }
 }

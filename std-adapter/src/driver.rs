@@ -20,7 +20,7 @@ use tokio::time::Instant as Clock;
 pub(crate) type AgentNode = Node<AllocStorage, SYNC_TASKS>;
 
 /// Anti-entropy work items an agent's node holds at once (the core's default is 32).
-const SYNC_TASKS: usize = 256;
+const SYNC_TASKS: usize = 1024;
 
 pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     let mut node_config = config.node;

@@ -42,6 +42,10 @@ enum Command {
         /// Digest tree depth (default: about 16 keys per leaf).
         #[arg(long)]
         depth: Option<u8>,
+        /// Anti-entropy pacing of each side, bytes per second (0: unpaced, so round trips count
+        /// only the protocol's, not the time the transfer takes).
+        #[arg(long, default_value_t = tidings::sync::SyncConfig::server().bytes_per_sec)]
+        rate: u32,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -274,6 +278,7 @@ fn main() {
             seed,
             loss,
             depth,
+            rate,
             json,
         } => {
             if !(0.0..=1.0).contains(&loss) {
@@ -298,18 +303,21 @@ fn main() {
                 seed,
                 loss,
                 depth,
+                rate,
             });
             if json {
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
                 println!(
-                    "reconcile: {} keys, {} differing, {} B values, seed {seed}, loss {loss}",
+                    "reconcile: {} keys, {} differing, {} B values, seed {seed}, loss {loss}, \
+                     {rate} B/s",
                     r.keys, r.diff, value_bytes
                 );
                 println!("  identify bytes   {:>10}", r.identify_bytes);
                 println!("  payload bytes    {:>10}", r.payload_bytes);
                 println!("  total bytes      {:>10}", r.total_bytes);
                 println!("  round trips      {:>10}", r.round_trips);
+                println!("  seconds          {:>10.3}", r.secs);
                 println!("  datagrams        {:>10}", r.datagrams);
                 println!("  largest datagram {:>10}", r.max_datagram);
                 println!("  converged        {:>10}", r.converged);

@@ -19,7 +19,7 @@ pub struct Peer<R> {
     /// The replicated table.
     pub replica: R,
     /// Its sync engine.
-    pub engine: Engine<256>,
+    pub engine: Engine<1024>,
     /// Its address.
     pub addr: SocketAddr,
     /// Its datagram header.

@@ -25,10 +25,12 @@ pub struct Params {
     pub loss: f64,
     /// Tree depth; `None` picks one for about 16 keys per leaf.
     pub depth: Option<u8>,
+    /// Pacing of each side in bytes per second (0 = unpaced).
+    pub rate: u32,
 }
 
 /// The report, one JSON object with exactly these fields.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Report {
     /// Keys per replica.
     pub keys: u64,
@@ -40,8 +42,12 @@ pub struct Report {
     pub payload_bytes: u64,
     /// Everything on the wire.
     pub total_bytes: u64,
-    /// Request/response exchanges on the longest causal chain.
+    /// Request/response exchanges on the longest causal chain. A side's datagram counts one deeper
+    /// than the deepest it received before sending, so a paced transfer also counts the round trips
+    /// its own length takes.
     pub round_trips: u32,
+    /// Virtual time from the first datagram until both sides are equal (1 ms each way).
+    pub secs: f64,
     /// Datagrams sent.
     pub datagrams: u64,
     /// Largest datagram.
@@ -92,7 +98,10 @@ pub fn run(p: Params) -> Report {
         let side = if n % 2 == 0 { &mut a } else { &mut b };
         side.set(now, &key_of(i), &value).expect("fits");
     }
-    let sync = SyncConfig::default();
+    let sync = SyncConfig {
+        bytes_per_sec: p.rate,
+        ..SyncConfig::default()
+    };
     let mut pa = Peer::new(1, a, sync);
     let mut pb = Peer::new(2, b, sync);
     let link = Link {
@@ -102,7 +111,7 @@ pub fn run(p: Params) -> Report {
         loss: p.loss,
         max_datagram: sync.max_datagram,
     };
-    let (t, _) = pair::reconcile(&mut pa, &mut pb, TreeId::DATA, link, &mut rng, 100, now);
+    let (t, end) = pair::reconcile(&mut pa, &mut pb, TreeId::DATA, link, &mut rng, 100, now);
     let converged =
         pa.replica.root() == pb.replica.root() && same_records(&pa.replica, &pb.replica);
     Report {
@@ -112,6 +121,7 @@ pub fn run(p: Params) -> Report {
         payload_bytes: t.payload_bytes,
         total_bytes: t.bytes,
         round_trips: t.round_trips,
+        secs: end.saturating_since(now).as_millis() as f64 / 1000.0,
         datagrams: t.datagrams,
         max_datagram: t.max_datagram,
         converged,

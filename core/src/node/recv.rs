@@ -70,8 +70,9 @@ impl<
     /// A newcomer introduced itself from the address its own record gives: a feed of members
     /// lets it spread its anti-entropy over the cluster (a join storm would otherwise queue every
     /// newcomer's whole-table exchange behind its seed). Feeds are paced like the sync engine's
-    /// answers (`SyncConfig::burst`, `datagrams_per_sec`), with a budget of their own so a busy
-    /// engine does not starve them: forged introductions draw no more than that.
+    /// answers (half of `SyncConfig::burst_bytes`, an eighth of `bytes_per_sec`, each feed counted
+    /// as a full datagram), with a budget of their own so a busy engine does not starve them: forged introductions draw
+    /// no more than that.
     fn feed(&mut self, now: Instant, to: SocketAddr, newcomer: NodeId) {
         if self.out.is_full() || !self.feeds.try_take(now) {
             self.stats.feeds_withheld = self.stats.feeds_withheld.saturating_add(1);

@@ -184,8 +184,10 @@ fn a_newcomer_is_fed_the_members_within_one_round_trip() {
 fn only_newcomers_speaking_from_their_own_address_are_fed_and_feeds_are_paced() {
     let now = Instant::from_millis(1_000);
     let mut config = lan(ClusterId(*b"test"), NodeId(1));
-    config.sync.burst = 4;
-    config.sync.datagrams_per_sec = 10;
+    let max = config.sync.max_datagram as u32;
+    // Feeds get half the burst: four datagrams.
+    config.sync.burst_bytes = 8 * max;
+    config.sync.bytes_per_sec = 80 * max;
     let mut n = Node::<Small>::new(config, now, addr(0), b"", 1).unwrap();
     // A Gossip datagram from `from` whose sender `id` introduces itself at `at`.
     let intro = |n: &mut Node<Small>, id: u64, at: SocketAddr, from: SocketAddr| {
