@@ -1,11 +1,14 @@
 //! The driver task: datagrams, timers and commands in; datagrams, events and replies out.
 
 use crate::commits::{Commits, Pending, Reply};
+use crate::journal::Journal;
 use crate::store::{unix_ms, unix_us, OpenError, Opened, Store};
 use crate::{
-    status_name, Agent, AgentConfig, AgentError, AgentEvent, Command, Deleted, Handle,
+    kv_event, status_name, Agent, AgentConfig, AgentError, AgentEvent, Command, Deleted, Handle,
     LeaveOutcome, MemberInfo, Metrics, Readiness, StartError,
 };
+use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tidings::data::MergeOutcome;
 use tidings::members::Status;
@@ -38,14 +41,18 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     let local_addr = socket.local_addr().map_err(StartError::Bind)?;
     let epoch = Clock::now();
     let seed = unix_ms() ^ node_config.node.0.rotate_left(17) ^ u64::from(node_config.generation);
-    let mut node = AgentNode::new(
-        node_config,
-        tidings::Instant::ZERO,
-        local_addr,
-        &config.meta,
-        seed,
-    )
-    .map_err(StartError::Node)?;
+    // Boxed: with its work items the node is a few hundred kilobytes, too much to move around on
+    // the stack of a caller's task.
+    let mut node = Box::new(
+        AgentNode::new(
+            node_config,
+            tidings::Instant::ZERO,
+            local_addr,
+            &config.meta,
+            seed,
+        )
+        .map_err(StartError::Node)?,
+    );
     node.set_wall_clock(tidings::Instant::ZERO, unix_us());
     let mut recovering = false;
     let mut moved_aside = 0;
@@ -73,9 +80,11 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     }
     let (commands, rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(config.events_capacity.max(1));
+    let journal = Arc::new(Journal::new(config.events_history));
     let handle = Handle {
         commands,
         events: events.clone(),
+        journal: journal.clone(),
         id: node_config.node,
         generation: node_config.generation,
     };
@@ -94,6 +103,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         recovering,
         moved_aside,
         events,
+        journal,
         send_errors: 0,
         leaving: None,
         out: vec![0; 65_536],
@@ -138,7 +148,7 @@ fn restore(node: &mut AgentNode, o: &Opened) -> Result<(), StartError> {
 }
 
 struct Driver {
-    node: AgentNode,
+    node: Box<AgentNode>,
     socket: UdpSocket,
     epoch: Clock,
     /// With a data directory: the writes on their way to disk.
@@ -148,6 +158,8 @@ struct Driver {
     /// Damaged files moved aside at start.
     moved_aside: u64,
     events: broadcast::Sender<AgentEvent>,
+    /// The numbered events behind `GET /v1/events`.
+    journal: Arc<Journal>,
     send_errors: u64,
     leaving: Option<(Clock, oneshot::Sender<Result<LeaveOutcome, AgentError>>)>,
     out: Vec<u8>,
@@ -268,9 +280,42 @@ impl Driver {
                 Event::DataChanged(_) => tracing::trace!(?event),
                 _ => tracing::info!(?event, "membership"),
             }
+            self.journal_event(&event);
             // No subscriber is fine; a lagging one learns how much it missed from the channel.
             let _ = self.events.send(event);
         }
+    }
+
+    /// Numbers the event in the journal, with what the node holds now.
+    fn journal_event(&self, event: &AgentEvent) {
+        let (what, id) = match event {
+            Event::MemberJoined(id) => ("joined", id),
+            Event::MemberUpdated(id) => ("updated", id),
+            Event::MemberSuspected(id) => ("suspected", id),
+            Event::MemberFailed(id) => ("failed", id),
+            Event::MemberLeft(id) => ("left", id),
+            Event::MemberRestarted(id) => ("restarted", id),
+            Event::DataChanged(key) => {
+                let data = match self.node.data().record(key) {
+                    Some(r) => kv_event(key, r.value(), r.version(), "peer"),
+                    None => return,
+                };
+                self.journal.push("kv", data, Some(key.clone()));
+                return;
+            }
+            Event::Lagged(n) => {
+                let data = json!({ "reason": "events lost before the agent", "lost": n });
+                self.journal.push("reset", data, None);
+                return;
+            }
+        };
+        let mut data = json!({ "event": what, "id": id.0 });
+        if let Some(m) = self.node.members().get(*id) {
+            data["addr"] = m.addr().to_string().into();
+            data["status"] = status_name(m.status()).into();
+            data["generation"] = m.generation().into();
+        }
+        self.journal.push("member", data, None);
     }
 
     /// A recovering node is refilled once a peer's data root matched ours, and ours is not empty

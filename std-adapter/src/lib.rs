@@ -36,6 +36,7 @@
 mod commits;
 mod driver;
 pub mod http;
+pub mod journal;
 pub mod keys;
 pub mod metrics;
 pub mod store;
@@ -76,6 +77,9 @@ pub struct AgentConfig {
     pub meta: Vec<u8>,
     /// Events a slow subscriber may fall behind before it misses some.
     pub events_capacity: usize,
+    /// Events the journal keeps for `GET /v1/events` clients that resume (`Last-Event-ID`) and for
+    /// blocking reads: a client further behind is told to read the state again.
+    pub events_history: usize,
 }
 
 impl AgentConfig {
@@ -89,6 +93,7 @@ impl AgentConfig {
             recover: false,
             meta: Vec::new(),
             events_capacity: 1024,
+            events_history: 4096,
         }
     }
 }
@@ -231,6 +236,7 @@ pub struct Agent {
 pub struct Handle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<AgentEvent>,
+    journal: std::sync::Arc<journal::Journal>,
     id: NodeId,
     generation: u32,
 }
@@ -292,6 +298,11 @@ impl Handle {
             .ask(|tx| Command::Set(key.to_vec(), value.to_vec(), tx))
             .await??;
         commit_wait(v).await;
+        self.journal.push(
+            "kv",
+            kv_event(key, Some(value), v, "local"),
+            Some(key.to_vec()),
+        );
         Ok(v)
     }
 
@@ -300,6 +311,11 @@ impl Handle {
     pub async fn delete(&self, key: &[u8]) -> Result<Deleted, AgentError> {
         let d = self.ask(|tx| Command::Delete(key.to_vec(), tx)).await??;
         commit_wait(d.version).await;
+        self.journal.push(
+            "kv",
+            kv_event(key, None, d.version, "local"),
+            Some(key.to_vec()),
+        );
         Ok(d)
     }
 
@@ -334,6 +350,12 @@ impl Handle {
         self.events.subscribe()
     }
 
+    /// The numbered events (member and key changes, local writes included) behind
+    /// `GET /v1/events` and blocking reads.
+    pub fn journal(&self) -> std::sync::Arc<journal::Journal> {
+        self.journal.clone()
+    }
+
     /// Leaves gracefully, then stops the agent: waits until another member acknowledged the leave
     /// or `timeout` passed.
     pub async fn leave(&self, timeout: Duration) -> Result<LeaveOutcome, AgentError> {
@@ -344,6 +366,27 @@ impl Handle {
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
+}
+
+/// The JSON of a key event: the key, the value (or `"deleted": true`), the version, and whether the
+/// write was made here (`local`) or learned from a peer (`peer`).
+pub(crate) fn kv_event(
+    key: &[u8],
+    value: Option<&[u8]>,
+    version: Version,
+    origin: &str,
+) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    http::put_bytes(&mut o, "key", key);
+    match value {
+        Some(v) => http::put_bytes(&mut o, "value", v),
+        None => {
+            o.insert("deleted".into(), true.into());
+        }
+    }
+    o.insert("version".into(), http::version_text(version).into());
+    o.insert("origin".into(), origin.into());
+    serde_json::Value::Object(o)
 }
 
 /// Holds an acknowledgement until the wall clock has passed the microsecond in the write's version.

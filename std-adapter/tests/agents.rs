@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{all_alive, cluster, config, eventually, http, status};
+use common::{all_alive, cluster, config, eventually, http, http_bytes, status};
 use std::time::Duration;
 use tidings::node::Event;
 use tidings::NodeId;
@@ -275,6 +275,49 @@ async fn the_http_api_speaks_json_and_prometheus() {
     assert!(
         body.contains("tidings_members{status=\"alive\"} 1"),
         "{body}"
+    );
+}
+
+#[tokio::test]
+async fn binary_values_round_trip_byte_for_byte() {
+    use base64::Engine as _;
+    let agents = cluster(1, None).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = tidings_tokio::http::router(agents[0].handle());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    // Random bytes, made sure not to be UTF-8.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut blob: Vec<u8> = (0..1000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    blob[0] = 0xff;
+    assert_eq!(http_bytes(addr, "PUT", "/v1/kv/blob", &blob).await.0, 200);
+    let (code, headers, raw) = http_bytes(addr, "GET", "/v1/kv/blob?raw", b"").await;
+    assert_eq!(code, 200);
+    assert!(headers.contains("application/octet-stream"), "{headers}");
+    assert_eq!(raw, blob);
+    let (_, body) = http(addr, "GET", "/v1/kv/blob", "").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v.get("value").is_none(), "{body}");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(v["value_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, blob);
+    // Text stays text; a prefix lists only its keys.
+    for k in ["app/a", "app/b", "other"] {
+        assert_eq!(http(addr, "PUT", &format!("/v1/kv/{k}"), "x").await.0, 200);
+    }
+    let (_, body) = http(addr, "GET", "/v1/kv?prefix=app/", "").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!([{"key": "app/a", "value": "x"}, {"key": "app/b", "value": "x"}])
     );
 }
 

@@ -422,8 +422,13 @@ impl<
         self.fd.awareness.score()
     }
 
+    /// How often a change is sent: `retransmit_mult * ceil(log10(n + 1))`, and at least once to each
+    /// of one gossip round's members after a ride on a probe, so a small cluster hears every change
+    /// in the round after it is made.
     fn budget(&self) -> u8 {
-        retransmit_limit(self.config.swim.retransmit_mult, self.members.live().max(2))
+        let swim = &self.config.swim;
+        retransmit_limit(swim.retransmit_mult, self.members.live().max(2))
+            .max(swim.gossip_nodes.saturating_add(1))
     }
 
     /// Queues a change for gossip; returns the table of a change that gave way in a full queue.

@@ -100,21 +100,39 @@ impl<
         self.fd.relays.retain(|r| r.until > now);
     }
 
-    /// Pushes news to a few random members, while there is any. When changes outran the gossip
-    /// queue (a burst of writes), those members also start anti-entropy with us at once, and the
-    /// node keeps comparing until roots match: no write waits for the sync interval.
+    /// Pushes news to a few random members, while there is any: `gossip_nodes` distinct ones, the
+    /// next in table order from a random place, so a small cluster is covered in one round (picks
+    /// made independently would often land twice on one member, and a change's few retransmits
+    /// could then miss another until anti-entropy). When changes outran the gossip queue (a burst
+    /// of writes), those members also start anti-entropy with us at once, and the node keeps
+    /// comparing until roots match: no write waits for the sync interval.
     fn gossip_round(&mut self, now: Instant) {
         let swim = self.config.swim;
         let outran = core::mem::take(&mut self.data_outran);
-        if !self.gossip.is_empty() {
-            for _ in 0..swim.gossip_nodes {
-                let Some((_, to)) = self.random_member(None) else {
-                    continue;
-                };
-                self.queue(Out::Gossip { to });
-                if outran {
-                    self.sync.start(to, TreeId::DATA);
-                }
+        let len = self.members.len();
+        let mut at = self.rng.below(len as u64) as usize;
+        let mut left = if self.gossip.is_empty() {
+            0
+        } else {
+            swim.gossip_nodes
+        };
+        for _ in 0..len {
+            if left == 0 {
+                break;
+            }
+            at = at.wrapping_add(1).checked_rem(len).unwrap_or(0);
+            let Some(to) = self
+                .members
+                .nth(at)
+                .filter(|m| m.id() != self.config.node && !m.status().is_gone())
+                .map(|m| m.addr())
+            else {
+                continue;
+            };
+            left = left.saturating_sub(1);
+            self.queue(Out::Gossip { to });
+            if outran {
+                self.sync.start(to, TreeId::DATA);
             }
         }
         if outran {

@@ -33,10 +33,17 @@ fn addr(i: usize) -> SocketAddr {
 
 impl Cluster {
     fn new(n: usize) -> Self {
+        Self::with_swim(n, crate::config::SwimConfig::lan())
+    }
+
+    fn with_swim(n: usize, swim: crate::config::SwimConfig) -> Self {
         let now = Instant::from_millis(1_000);
         let nodes = (0..n)
             .map(|i| {
-                let config = lan(ClusterId(*b"test"), NodeId(i as u64 + 1));
+                let config = Config {
+                    swim,
+                    ..lan(ClusterId(*b"test"), NodeId(i as u64 + 1))
+                };
                 Node::<Small>::new(config, now, addr(i), b"", i as u64).unwrap()
             })
             .collect();
@@ -237,6 +244,32 @@ fn writes_spread_by_gossip_within_two_seconds() {
     }
     let key = heapless::Vec::from_slice(b"colour").unwrap();
     assert!(c.events[0].contains(&Event::DataChanged(key)));
+}
+
+#[test]
+fn every_write_reaches_every_member_of_a_small_cluster_in_its_first_gossip_round() {
+    // The `local` preset retransmits a change only twice in a cluster this small: both must go to
+    // distinct members, or one member waits for anti-entropy (15 s).
+    let mut c = Cluster::with_swim(3, crate::config::SwimConfig::local());
+    for i in 1..3 {
+        c.nodes[i].join(addr(0));
+    }
+    c.secs(5);
+    for k in 0..60u32 {
+        let writer = k as usize % 3;
+        let key = std::format!("k{k}");
+        let now = c.now;
+        c.nodes[writer].set(now, key.as_bytes(), b"v").unwrap();
+        // One gossip interval (100 ms) and the flight.
+        let until = c.now + Duration::from_millis(120);
+        c.run_until(until);
+        for i in 0..3 {
+            assert!(
+                c.nodes[i].get(key.as_bytes()).is_some(),
+                "{key} from node {writer} missing on node {i}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `tidings`: run a tidings agent, or watch a demo cluster on loopback.
 
+mod client;
 mod demo;
 mod settings;
 
@@ -62,6 +63,35 @@ enum Command {
         #[arg(long, value_name = "FILE.toml")]
         config: Option<PathBuf>,
     },
+    /// List the members an agent knows: a table, or JSON.
+    Members {
+        /// Only members in this status: alive, suspect, dead or left.
+        #[arg(long)]
+        status: Option<String>,
+        /// Print the JSON the agent answers.
+        #[arg(long)]
+        json: bool,
+        /// The agent's HTTP API.
+        #[arg(long, default_value_t = DEFAULT_HTTP)]
+        http: SocketAddr,
+    },
+    /// Read and write keys through an agent.
+    Kv {
+        #[command(subcommand)]
+        op: KvCommand,
+        /// The agent's HTTP API.
+        #[arg(long, default_value_t = DEFAULT_HTTP, global = true)]
+        http: SocketAddr,
+    },
+    /// Print the cluster's member and key events as they happen (reconnects if the agent restarts).
+    Watch {
+        /// One JSON object per line: `{"event","id","data"}`.
+        #[arg(long)]
+        json: bool,
+        /// The agent's HTTP API.
+        #[arg(long, default_value_t = DEFAULT_HTTP)]
+        http: SocketAddr,
+    },
     /// Print a new random key, base64, for a key file.
     Keygen,
     /// Start a cluster of agents in this process on loopback and show it at work.
@@ -70,6 +100,53 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         nodes: usize,
     },
+}
+
+/// The address the agent's HTTP API listens on unless `--http` says otherwise.
+const DEFAULT_HTTP: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    7947,
+));
+
+#[derive(Subcommand)]
+enum KvCommand {
+    /// Print a key's value, byte for byte.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Write a key; durable on the agent when this returns.
+    Put {
+        /// The key.
+        key: String,
+        /// The value, or `-` to read it from stdin (byte for byte).
+        value: String,
+    },
+    /// Delete a key (a tombstone, whether or not the agent holds it).
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// List keys and values as `KEY=VALUE` lines (values that are not UTF-8 as `base64:...`).
+    List {
+        /// Only keys that start with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print the JSON the agent answers.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a client command: 0, or 1 with the error on stderr.
+fn exit_code(r: Result<(), client::ClientError>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 fn logging(default: &str) {
@@ -119,6 +196,21 @@ async fn main() {
             };
             run_agent(merged, recover).await
         }
+        Command::Members { status, json, http } => {
+            exit_code(client::members(&client::Client::new(http), status.as_deref(), json).await)
+        }
+        Command::Kv { op, http } => {
+            let c = client::Client::new(http);
+            exit_code(match op {
+                KvCommand::Get { key } => client::get(&c, &key).await,
+                KvCommand::Put { key, value } => client::put(&c, &key, &value).await,
+                KvCommand::Delete { key } => client::delete(&c, &key).await,
+                KvCommand::List { prefix, json } => client::list(&c, prefix.as_deref(), json).await,
+            })
+        }
+        Command::Watch { json, http } => {
+            exit_code(client::watch(&client::Client::new(http), json).await)
+        }
         Command::Keygen => match tidings_tokio::keys::generate() {
             Ok(k) => {
                 println!("{k}");
@@ -162,7 +254,7 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
     } else {
         tracing::warn!("no --key-file: datagrams are not authenticated; anyone who can reach the port can join");
     }
-    let http = s.http.unwrap_or(([127, 0, 0, 1], 7947).into());
+    let http = s.http.unwrap_or(DEFAULT_HTTP);
     let mut config = AgentConfig::new(node, bind);
     config.seeds = s.seeds;
     config.data_dir = s.data_dir;
