@@ -321,6 +321,106 @@ async fn binary_values_round_trip_byte_for_byte() {
     );
 }
 
+/// Reads a Server-Sent Events response until `until` holds for what arrived (or 10 s pass).
+async fn sse(
+    addr: std::net::SocketAddr,
+    last_event: Option<u64>,
+    until: impl Fn(&str) -> bool,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let resume = last_event.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+    let req = format!("GET /v1/events HTTP/1.1\r\nHost: test\r\n{resume}\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !until(&got) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the stream ended: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| panic!("not seen in 10 s: {got}"));
+    got
+}
+
+#[tokio::test]
+async fn events_stream_resume_after_the_last_id_and_say_reset_when_history_is_gone() {
+    let mut c = config(1, None, None);
+    c.events_history = 4;
+    let agent = Agent::start(c).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = tidings_tokio::http::router(agent.handle());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    // A live client sees a write as it happens.
+    let live = tokio::spawn(sse(addr, None, |t| t.contains("\"key\":\"k1\"")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(http(addr, "PUT", "/v1/kv/k1", "a").await.0, 200);
+    let got = live.await.unwrap();
+    assert!(got.contains("event: kv") && got.contains("id: 1"), "{got}");
+    // A client that saw event 1 resumes at 2 and 3.
+    assert_eq!(http(addr, "PUT", "/v1/kv/k2", "b").await.0, 200);
+    assert_eq!(http(addr, "DELETE", "/v1/kv/k1", "").await.0, 200);
+    let got = sse(addr, Some(1), |t| t.contains("id: 3")).await;
+    assert!(!got.contains("id: 1\n"), "{got}");
+    assert!(
+        got.contains("\"key\":\"k2\"") && got.contains("\"deleted\":true"),
+        "{got}"
+    );
+    // Beyond the history of 4: told to re-read, then given what is left.
+    for i in 0..6 {
+        http(addr, "PUT", &format!("/v1/kv/n{i}"), "x").await;
+    }
+    let got = sse(addr, Some(2), |t| t.contains("id: 9")).await;
+    let reset = got.find("event: reset").expect("a reset event");
+    assert!(reset < got.find("id: 6").unwrap(), "{got}");
+
+    // A blocking read answers when the key changes, or when its wait ends.
+    let (_, headers, _) = http_bytes(addr, "GET", "/v1/kv/k2", b"").await;
+    let index: u64 = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("x-tidings-index: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(index, 9);
+    let started = std::time::Instant::now();
+    let (code, body) = http(
+        addr,
+        "GET",
+        &format!("/v1/kv/k2?index={index}&wait=300ms"),
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(body.contains("\"b\""), "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let blocked = tokio::spawn(async move {
+        http(
+            addr,
+            "GET",
+            &format!("/v1/kv/k2?index={index}&wait=30s"),
+            "",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(http(addr, "PUT", "/v1/kv/k2", "c").await.0, 200);
+    let (code, body) = blocked.await.unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("\"c\""), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (code, body) = http(addr, "GET", "/v1/kv/k2?index=1&wait=soon", "").await;
+    assert_eq!(code, 400, "{body}");
+}
+
 #[tokio::test]
 async fn keyed_agents_converge_and_a_keyless_one_stays_out() {
     let ring = tidings_tokio::keys::parse(&tidings_tokio::keys::generate().unwrap()).unwrap();
