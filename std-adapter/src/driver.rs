@@ -2,6 +2,7 @@
 
 use crate::commits::{Commits, Pending, Reply};
 use crate::journal::Journal;
+use crate::names;
 use crate::store::{unix_ms, unix_us, OpenError, Opened, Store};
 use crate::{
     kv_event, status_name, Agent, AgentConfig, AgentError, AgentEvent, Command, Deleted, Handle,
@@ -35,6 +36,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         }
         None => None,
     };
+    let meta = names::encode(config.name.as_deref(), &config.meta).map_err(StartError::Name)?;
     let socket = UdpSocket::bind(config.bind)
         .await
         .map_err(StartError::Bind)?;
@@ -44,14 +46,8 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     // Boxed: with its work items the node is a few hundred kilobytes, too much to move around on
     // the stack of a caller's task.
     let mut node = Box::new(
-        AgentNode::new(
-            node_config,
-            tidings::Instant::ZERO,
-            local_addr,
-            &config.meta,
-            seed,
-        )
-        .map_err(StartError::Node)?,
+        AgentNode::new(node_config, tidings::Instant::ZERO, local_addr, &meta, seed)
+            .map_err(StartError::Node)?,
     );
     node.set_wall_clock(tidings::Instant::ZERO, unix_us());
     let mut recovering = false;
@@ -85,6 +81,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         commands,
         events: events.clone(),
         journal: journal.clone(),
+        http: Default::default(),
         id: node_config.node,
         generation: node_config.generation,
     };
@@ -311,6 +308,9 @@ impl Driver {
         };
         let mut data = json!({ "event": what, "id": id.0 });
         if let Some(m) = self.node.members().get(*id) {
+            if let Some(name) = names::split(m.meta()).0 {
+                data["name"] = name.into();
+            }
             data["addr"] = m.addr().to_string().into();
             data["status"] = status_name(m.status()).into();
             data["generation"] = m.generation().into();
@@ -422,6 +422,7 @@ impl Driver {
                     .iter()
                     .map(|m| MemberInfo {
                         id: m.id().0,
+                        name: names::split(m.meta()).0.map(str::to_owned),
                         addr: m.addr(),
                         status: status_name(m.status()),
                         generation: m.generation(),

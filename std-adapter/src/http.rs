@@ -39,8 +39,11 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tidings::data::DataError;
+use tokio::sync::Semaphore;
 
 /// An error answer: a status and `{"error": "..."}`.
 #[derive(Debug)]
@@ -337,16 +340,145 @@ async fn health(State(h): State<Handle>) -> Result<Response, ApiError> {
 
 async fn metrics(State(h): State<Handle>) -> Result<Response, ApiError> {
     let m = h.metrics().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m.prometheus(),
-    )
-        .into_response())
+    let text = m.prometheus() + &h.http_stats().prometheus();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-/// Serves the API on `addr` until the task is dropped.
+/// Limits of the HTTP server ([`serve_on`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; one more is closed as soon as it is accepted (counted in
+    /// `tidings_http_connections_refused_total`).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers once connected: idle and stalled connections
+    /// are closed after it.
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body.
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of the HTTP server.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections closed at once because `max_connections` were open.
+    pub refused: AtomicU64,
+    /// Requests whose body did not arrive within `body_timeout`.
+    pub body_timeouts: AtomicU64,
+}
+
+impl HttpStats {
+    /// The counters in Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "# HELP tidings_http_connections Connections to the HTTP API open now.\n\
+             # TYPE tidings_http_connections gauge\n\
+             tidings_http_connections {}\n\
+             # HELP tidings_http_connections_refused_total Connections closed at once: the API had its maximum open.\n\
+             # TYPE tidings_http_connections_refused_total counter\n\
+             tidings_http_connections_refused_total {}\n\
+             # HELP tidings_http_body_timeouts_total Requests whose body did not arrive in time.\n\
+             # TYPE tidings_http_body_timeouts_total counter\n\
+             tidings_http_body_timeouts_total {}\n",
+            get(&self.open),
+            get(&self.refused),
+            get(&self.body_timeouts)
+        )
+    }
+}
+
+/// Serves the API on `addr` with the default [`Limits`] until the task is dropped.
 pub async fn serve(addr: std::net::SocketAddr, handle: Handle) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "HTTP API listening");
-    axum::serve(listener, router(handle)).await
+    serve_on(listener, handle, Limits::default()).await
+}
+
+/// Serves the API on `listener` until the task is dropped: at most `limits.max_connections` at
+/// once, each closed when its client takes longer than `limits.header_timeout` to send a request's
+/// headers (an idle kept-alive connection included), each request's body read within
+/// `limits.body_timeout` and capped at [`MAX_BODY`]. Event streams and blocking reads are long on
+/// purpose and are not cut. Failing accepts (out of file descriptors) are retried after a pause.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    handle: Handle,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let stats = handle.http_stats();
+    let app = router(handle).layer(middleware::from_fn_with_state(
+        (limits.body_timeout, stats.clone()),
+        body_deadline,
+    ));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stats = stats.clone();
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let mut conn = hyper::server::conn::http1::Builder::new();
+            conn.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = conn.serve_connection(io, service).await;
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+}
+
+/// Reads the request's body within the deadline (and at most [`MAX_BODY`] bytes), so a stalled
+/// upload holds its connection no longer than that: `408` JSON when it does not arrive in time.
+async fn body_deadline(
+    State((limit, stats)): State<(Duration, Arc<HttpStats>)>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Ok(Err(_)) => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY} bytes"),
+        )
+        .into_response(),
+        Err(_) => {
+            stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
+            ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {limit:?}"),
+            )
+            .into_response()
+        }
+    }
 }

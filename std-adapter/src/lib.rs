@@ -39,6 +39,7 @@ pub mod http;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+pub mod names;
 pub mod store;
 
 pub use commits::CommitStats;
@@ -73,7 +74,10 @@ pub struct AgentConfig {
     /// data from the peers ([`store::Store::open`]). Readiness ([`Handle::ready`]) stays false until
     /// a peer's data matched ours.
     pub recover: bool,
-    /// This member's metadata, seen by all (at most `node.members.max_meta_len` bytes).
+    /// This member's name ([`names`]: 1 to 64 bytes of UTF-8), seen by all with its record.
+    pub name: Option<String>,
+    /// This member's metadata, seen by all (with the name, at most `node.members.max_meta_len`
+    /// bytes).
     pub meta: Vec<u8>,
     /// Events a slow subscriber may fall behind before it misses some.
     pub events_capacity: usize,
@@ -91,6 +95,7 @@ impl AgentConfig {
             seeds: Vec::new(),
             data_dir: None,
             recover: false,
+            name: None,
             meta: Vec::new(),
             events_capacity: 1024,
             events_history: 4096,
@@ -109,6 +114,8 @@ pub enum StartError {
     /// The data directory was refused: damaged, missing data, in use, or unreadable. Nothing in it
     /// was changed.
     DataDir(store::OpenError),
+    /// The name is not a valid name.
+    Name(names::NameError),
 }
 
 impl std::fmt::Display for StartError {
@@ -117,6 +124,7 @@ impl std::fmt::Display for StartError {
             StartError::Node(e) => write!(f, "invalid node settings: {e:?}"),
             StartError::Bind(e) => write!(f, "cannot bind the UDP socket: {e}"),
             StartError::DataDir(e) => write!(f, "{e}"),
+            StartError::Name(e) => write!(f, "invalid name: {e}"),
         }
     }
 }
@@ -156,6 +164,8 @@ impl std::error::Error for AgentError {}
 pub struct MemberInfo {
     /// Its id.
     pub id: u64,
+    /// Its name, if its metadata carries one ([`names`]).
+    pub name: Option<String>,
     /// Where it listens.
     pub addr: SocketAddr,
     /// `alive`, `suspect`, `dead` or `left`.
@@ -237,6 +247,7 @@ pub struct Handle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<AgentEvent>,
     journal: std::sync::Arc<journal::Journal>,
+    http: std::sync::Arc<http::HttpStats>,
     id: NodeId,
     generation: u32,
 }
@@ -354,6 +365,12 @@ impl Handle {
     /// `GET /v1/events` and blocking reads.
     pub fn journal(&self) -> std::sync::Arc<journal::Journal> {
         self.journal.clone()
+    }
+
+    /// The HTTP API's counters (connections open and refused, bodies that timed out), kept here so
+    /// every server of this agent's API adds to the same ones.
+    pub fn http_stats(&self) -> std::sync::Arc<http::HttpStats> {
+        self.http.clone()
     }
 
     /// Leaves gracefully, then stops the agent: waits until another member acknowledged the leave

@@ -1,5 +1,6 @@
-//! The `tidings` command line against agent processes: `members`, `kv get|put|delete|list`, and
-//! `watch` seeing a write, a kill, a restart and a leave.
+//! The `tidings` command line against agent processes started with a name and no id: `members`
+//! lists them by name, `kv get|put|delete|list`, and `watch` sees a write, a kill, a restart and a
+//! leave.
 
 mod common;
 
@@ -12,12 +13,18 @@ use std::time::Duration;
 
 fn agent(id: u64, gossip: u16, api: u16, seed: u16, dir: &Path) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    cmd.args(["agent", "--preset", "local", "--node-id", &id.to_string()])
-        .args(["--bind", &format!("127.0.0.1:{gossip}")])
-        .args(["--http", &format!("127.0.0.1:{api}")])
-        .args(["--seed", &format!("127.0.0.1:{seed}")])
-        .arg("--data-dir")
-        .arg(dir);
+    cmd.args([
+        "agent",
+        "--preset",
+        "local",
+        "--name",
+        &format!("agent-{id}"),
+    ])
+    .args(["--bind", &format!("127.0.0.1:{gossip}")])
+    .args(["--http", &format!("127.0.0.1:{api}")])
+    .args(["--seed", &format!("127.0.0.1:{seed}")])
+    .arg("--data-dir")
+    .arg(dir);
     Proc(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -161,12 +168,12 @@ async fn the_cli_lists_members_reads_and_writes_and_watches_a_kill_a_restart_and
     // A kill, a restart, a leave.
     agents[2] = None;
     seen(&lines, "agent 3 failing", |v| {
-        v["event"] == "member" && v["data"]["id"] == 3 && v["data"]["event"] == "failed"
+        v["event"] == "member" && v["data"]["name"] == "agent-3" && v["data"]["event"] == "failed"
     });
     agents[2] = Some(agent(3, gossip[2], api[2], gossip[0], &dir(2)));
     seen(&lines, "agent 3 back", |v| {
         v["event"] == "member"
-            && v["data"]["id"] == 3
+            && v["data"]["name"] == "agent-3"
             && (v["data"]["event"] == "restarted" || v["data"]["event"] == "joined")
     });
     let pid = agents[1].as_ref().unwrap().0.id().to_string();
@@ -176,7 +183,7 @@ async fn the_cli_lists_members_reads_and_writes_and_watches_a_kill_a_restart_and
         .unwrap()
         .success());
     seen(&lines, "agent 2 leaving", |v| {
-        v["event"] == "member" && v["data"]["id"] == 2 && v["data"]["event"] == "left"
+        v["event"] == "member" && v["data"]["name"] == "agent-2" && v["data"]["event"] == "left"
     });
     let deleted = cli(api[0], &["kv", "delete", "greeting"], b"");
     assert!(deleted.status.success());

@@ -35,6 +35,7 @@ async fn start(
     let mut node = Config::lan(ClusterId::from_name("demo"), NodeId(i as u64 + 1));
     node.auth = Some(ring);
     let mut c = AgentConfig::new(node, bind);
+    c.name = Some(format!("node-{}", i + 1));
     c.data_dir = Some(dir.to_path_buf());
     c.seeds.extend(seed);
     Agent::start(c)

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tidings_tokio::{Agent, AgentConfig};
+use tidings_tokio::{names, Agent, AgentConfig};
 
 #[derive(Parser)]
 #[command(
@@ -28,7 +28,12 @@ enum Command {
     /// Run an agent: join the cluster through the seeds, serve the HTTP API, leave on SIGINT/SIGTERM.
     /// Flags override the `--config` file.
     Agent {
-        /// This node's id, unique in the cluster.
+        /// This node's name, unique in the cluster: 1 to 64 bytes of UTF-8, seen by every member
+        /// [default: the host name].
+        #[arg(long)]
+        name: Option<String>,
+        /// This node's id, unique in the cluster [default: derived from the name, the same at every
+        /// start].
         #[arg(long)]
         node_id: Option<u64>,
         /// UDP address for the gossip protocol.
@@ -163,6 +168,7 @@ fn logging(default: &str) {
 async fn main() {
     let code = match Cli::parse().command {
         Command::Agent {
+            name,
             node_id,
             bind,
             seeds,
@@ -183,6 +189,7 @@ async fn main() {
                 }
             };
             let merged = settings::File {
+                name: name.or(file.name),
                 node_id: node_id.or(file.node_id),
                 bind: bind.or(file.bind),
                 seeds: if seeds.is_empty() { file.seeds } else { seeds },
@@ -229,9 +236,48 @@ async fn main() {
     std::process::exit(code);
 }
 
+/// Raises the soft limit of open files to the hard one, as Go programs do at start: the API's
+/// connection cap, not a default of 1,024 descriptors, decides when clients are refused.
+fn raise_open_files() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    let (Some(current), Some(max)) = (l.current, l.maximum) else {
+        return;
+    };
+    if current >= max {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(max),
+        maximum: Some(max),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = current, to = max, "open-file limit raised"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
 async fn run_agent(s: settings::File, recover: bool) -> i32 {
-    let (Some(node_id), Some(bind)) = (s.node_id, s.bind) else {
-        eprintln!("error: --node-id and --bind are required (on the command line or in --config)");
+    raise_open_files();
+    let Some(bind) = s.bind else {
+        eprintln!("error: --bind is required (on the command line or in --config)");
+        return 2;
+    };
+    let name = match s.name.clone().or_else(names::host_name) {
+        Some(n) => match names::check(&n) {
+            Ok(()) => Some(n),
+            Err(e) => {
+                eprintln!("error: --name {n:?}: {e}");
+                return 2;
+            }
+        },
+        None => None,
+    };
+    let Some(node_id) = s
+        .node_id
+        .or_else(|| name.as_deref().map(|n| names::node_id(n).0))
+    else {
+        eprintln!("error: no --name and no host name to take one from: give --name or --node-id");
         return 2;
     };
     let cluster = s.cluster.as_deref().unwrap_or("tidings");
@@ -260,6 +306,17 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
     config.data_dir = s.data_dir;
     config.recover = recover;
     config.meta = s.meta.map(String::into_bytes).unwrap_or_default();
+    let carried = names::encode(name.as_deref(), &config.meta).map_or(0, |m| m.len());
+    if carried > config.node.members.max_meta_len {
+        eprintln!(
+            "error: the name and the meta take {carried} bytes of member metadata; the {preset} \
+             preset carries at most {}",
+            config.node.members.max_meta_len
+        );
+        return 2;
+    }
+    tracing::info!(name = name.as_deref().unwrap_or("-"), node_id, "identity");
+    config.name = name;
     let agent = match Agent::start(config).await {
         Ok(a) => a,
         Err(e) => {
@@ -276,10 +333,9 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
         }
     };
     tracing::info!(%http, "HTTP API listening");
-    let api =
-        tokio::spawn(
-            async move { axum::serve(listener, tidings_tokio::http::router(handle)).await },
-        );
+    let api = tokio::spawn(async move {
+        tidings_tokio::http::serve_on(listener, handle, Default::default()).await
+    });
     let handle = agent.handle();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

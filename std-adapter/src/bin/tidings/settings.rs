@@ -1,7 +1,8 @@
 //! The agent's settings: a TOML file (`--config`), then command-line flags over it.
 //!
 //! ```toml
-//! node_id = 1
+//! name = "web-1"          # default: the host name
+//! node_id = 1             # default: derived from the name
 //! bind = "0.0.0.0:7946"
 //! seeds = ["10.0.0.2:7946", "10.0.0.3:7946"]
 //! http = "127.0.0.1:7947"
@@ -33,6 +34,7 @@ use tidings::{ClusterId, Duration, NodeId};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
+    pub name: Option<String>,
     pub node_id: Option<u64>,
     pub bind: Option<SocketAddr>,
     #[serde(default)]
@@ -69,6 +71,11 @@ impl File {
     }
 }
 
+/// Member metadata an agent carries on every preset but `mcu` (whose boards take 32 bytes): a name
+/// of up to 64 bytes and the user's metadata. Library nodes sharing a cluster with agents set
+/// `members.max_meta_len` as high, or they refuse agents whose metadata is longer than theirs.
+pub const AGENT_META: usize = 256;
+
 /// The node's settings for `preset` (lan, wan, local, mcu), with the file's overrides, validated.
 pub fn node_config(
     cluster: &str,
@@ -102,6 +109,10 @@ pub fn node_config(
         s.gossip_interval = o.gossip_interval_ms.map_or(s.gossip_interval, ms);
         s.gossip_nodes = o.gossip_nodes.unwrap_or(s.gossip_nodes);
         s.sync_interval = o.sync_interval_ms.map_or(s.sync_interval, ms);
+    }
+    if preset != "mcu" {
+        // Room for a name of 64 bytes beside the user's metadata.
+        c.members.max_meta_len = AGENT_META;
     }
     c.validate()
         .map_err(|e| format!("inconsistent settings: {e:?}"))?;
