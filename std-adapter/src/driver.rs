@@ -18,13 +18,43 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant as Clock;
 
-/// The agent's node: server storage, and room for many anti-entropy exchanges at once, so a large
-/// divergence (a burst, a restart after downtime) is repaired by many exchanges in flight rather than
-/// a few at a time.
-pub(crate) type AgentNode = Node<AllocStorage, SYNC_TASKS>;
+/// The agent's node: server storage, room for many anti-entropy exchanges at once (a large
+/// divergence, a burst or a restart after downtime, is repaired by many exchanges in flight rather
+/// than a few at a time), and an event queue no single datagram can overflow: the agent drains it
+/// after every input, and a datagram of 1,200 bytes holds fewer than 256 changes.
+pub(crate) type AgentNode = Node<AllocStorage, SYNC_TASKS, QUEUE>;
 
 /// Anti-entropy work items an agent's node holds at once (the core's default is 32).
 const SYNC_TASKS: usize = 1024;
+
+/// Events (and outgoing items) an agent's node holds between drains (the core's default is 32).
+const QUEUE: usize = 256;
+
+/// Builds the node on a thread of its own with a large stack, and boxes it there. With its work
+/// items the node is a few hundred kilobytes, and an unoptimized build keeps several copies of it on
+/// the stack while it is built: more than a caller's task or test thread may have.
+async fn build_node(
+    config: tidings::config::Config,
+    addr: std::net::SocketAddr,
+    meta: Vec<u8>,
+    seed: u64,
+) -> Result<Box<AgentNode>, StartError> {
+    let (tx, rx) = oneshot::channel();
+    let built = std::thread::Builder::new()
+        .name("tidings-node-init".into())
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let node = AgentNode::new(config, tidings::Instant::ZERO, addr, &meta, seed);
+            let _ = tx.send(node.map(Box::new));
+        });
+    built.map_err(StartError::Thread)?;
+    match rx.await {
+        Ok(r) => r.map_err(StartError::Node),
+        Err(_) => Err(StartError::Thread(std::io::Error::other(
+            "the thread building the node ended without it",
+        ))),
+    }
+}
 
 pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     let mut node_config = config.node;
@@ -43,12 +73,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     let local_addr = socket.local_addr().map_err(StartError::Bind)?;
     let epoch = Clock::now();
     let seed = unix_ms() ^ node_config.node.0.rotate_left(17) ^ u64::from(node_config.generation);
-    // Boxed: with its work items the node is a few hundred kilobytes, too much to move around on
-    // the stack of a caller's task.
-    let mut node = Box::new(
-        AgentNode::new(node_config, tidings::Instant::ZERO, local_addr, &meta, seed)
-            .map_err(StartError::Node)?,
-    );
+    let mut node = build_node(node_config.clone(), local_addr, meta, seed).await?;
     node.set_wall_clock(tidings::Instant::ZERO, unix_us());
     let mut recovering = false;
     let mut moved_aside = 0;

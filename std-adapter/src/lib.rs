@@ -116,6 +116,8 @@ pub enum StartError {
     DataDir(store::OpenError),
     /// The name is not a valid name.
     Name(names::NameError),
+    /// No thread could be started to build the node.
+    Thread(std::io::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -125,6 +127,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind(e) => write!(f, "cannot bind the UDP socket: {e}"),
             StartError::DataDir(e) => write!(f, "{e}"),
             StartError::Name(e) => write!(f, "invalid name: {e}"),
+            StartError::Thread(e) => write!(f, "cannot start a thread: {e}"),
         }
     }
 }

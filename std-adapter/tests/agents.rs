@@ -421,6 +421,27 @@ async fn events_stream_resume_after_the_last_id_and_say_reset_when_history_is_go
     assert_eq!(code, 400, "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_storm_of_100_agents_drops_no_event() {
+    let first = Agent::start(config(1, None, None)).await.unwrap();
+    let seed = first.local_addr();
+    let mut agents = vec![first];
+    for i in 2..=100 {
+        agents.push(Agent::start(config(i, Some(seed), None)).await.unwrap());
+    }
+    let handles: Vec<Handle> = agents.iter().map(Agent::handle).collect();
+    eventually(
+        "100 agents know 100 alive",
+        Duration::from_secs(60),
+        async || all_alive(&handles, 100).await,
+    )
+    .await;
+    for h in &handles {
+        let m = h.metrics().await.unwrap();
+        assert_eq!(m.node_stats.events_dropped, 0, "agent {}", m.node);
+    }
+}
+
 #[tokio::test]
 async fn keyed_agents_converge_and_a_keyless_one_stays_out() {
     let ring = tidings_tokio::keys::parse(&tidings_tokio::keys::generate().unwrap()).unwrap();
