@@ -73,7 +73,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
     let local_addr = socket.local_addr().map_err(StartError::Bind)?;
     let epoch = Clock::now();
     let seed = unix_ms() ^ node_config.node.0.rotate_left(17) ^ u64::from(node_config.generation);
-    let mut node = build_node(node_config.clone(), local_addr, meta, seed).await?;
+    let mut node = build_node(node_config, local_addr, meta, seed).await?;
     node.set_wall_clock(tidings::Instant::ZERO, unix_us());
     let mut recovering = false;
     let mut moved_aside = 0;
