@@ -107,6 +107,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         events: events.clone(),
         journal: journal.clone(),
         http: Default::default(),
+        addr: local_addr,
         id: node_config.node,
         generation: node_config.generation,
     };
@@ -459,6 +460,11 @@ impl Driver {
             }
             Command::Metrics(reply) => {
                 let _ = reply.send(self.metrics());
+            }
+            Command::Join(seeds) => {
+                for seed in seeds {
+                    self.node.join(seed);
+                }
             }
             Command::Leave(timeout, reply) => match self.node.leave(now) {
                 Ok(()) => self.leaving = Some((Clock::now() + timeout, reply)),

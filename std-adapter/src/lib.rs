@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 mod commits;
+pub mod discovery;
 mod driver;
 pub mod http;
 pub mod journal;
@@ -213,6 +214,7 @@ enum Command {
     Metrics(oneshot::Sender<Metrics>),
     Ready(oneshot::Sender<Readiness>),
     Leave(Duration, oneshot::Sender<Result<LeaveOutcome, AgentError>>),
+    Join(Vec<SocketAddr>),
     Shutdown,
 }
 
@@ -251,6 +253,7 @@ pub struct Handle {
     events: broadcast::Sender<AgentEvent>,
     journal: std::sync::Arc<journal::Journal>,
     http: std::sync::Arc<http::HttpStats>,
+    addr: SocketAddr,
     id: NodeId,
     generation: u32,
 }
@@ -368,6 +371,20 @@ impl Handle {
     /// `GET /v1/events` and blocking reads.
     pub fn journal(&self) -> std::sync::Arc<journal::Journal> {
         self.journal.clone()
+    }
+
+    /// The address the node's socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Joins (again) through these members' addresses: each is remembered as a seed (the node
+    /// re-joins through its seeds by itself when it loses every member) and asked at once.
+    pub async fn join(&self, seeds: &[SocketAddr]) -> Result<(), AgentError> {
+        self.commands
+            .send(Command::Join(seeds.to_vec()))
+            .await
+            .map_err(|_| AgentError::Stopped)
     }
 
     /// The HTTP API's counters (connections open and refused, bodies that timed out), kept here so

@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tidings_tokio::{names, Agent, AgentConfig};
+use tidings_tokio::{discovery, names, Agent, AgentConfig};
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(
@@ -39,9 +40,13 @@ enum Command {
         /// UDP address for the gossip protocol.
         #[arg(long)]
         bind: Option<SocketAddr>,
-        /// A member to join through (repeat for several).
+        /// A member to join through, HOST:PORT: an address or a DNS name, resolved again every 30 s
+        /// while needed (repeat for several).
         #[arg(long = "seed")]
-        seeds: Vec<SocketAddr>,
+        seeds: Vec<String>,
+        /// A file of seeds, one HOST:PORT per line, read again on SIGHUP.
+        #[arg(long, value_name = "FILE")]
+        seeds_file: Option<PathBuf>,
         /// Address of the HTTP API [default: 127.0.0.1:7947].
         #[arg(long)]
         http: Option<SocketAddr>,
@@ -172,6 +177,7 @@ async fn main() {
             node_id,
             bind,
             seeds,
+            seeds_file,
             http,
             data_dir,
             recover,
@@ -193,6 +199,7 @@ async fn main() {
                 node_id: node_id.or(file.node_id),
                 bind: bind.or(file.bind),
                 seeds: if seeds.is_empty() { file.seeds } else { seeds },
+                seeds_file: seeds_file.or(file.seeds_file),
                 http: http.or(file.http),
                 data_dir: data_dir.or(file.data_dir),
                 cluster: cluster.or(file.cluster),
@@ -302,7 +309,12 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
     }
     let http = s.http.unwrap_or(DEFAULT_HTTP);
     let mut config = AgentConfig::new(node, bind);
-    config.seeds = s.seeds;
+    let seeds = discovery::Seeds {
+        names: s.seeds.clone(),
+        file: s.seeds_file.clone(),
+        every: Duration::ZERO,
+    };
+    config.seeds = discovery::resolve(&seeds.all()).await;
     config.data_dir = s.data_dir;
     config.recover = recover;
     config.meta = s.meta.map(String::into_bytes).unwrap_or_default();
@@ -333,11 +345,25 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
         }
     };
     tracing::info!(%http, "HTTP API listening");
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let discovery = tokio::spawn(discovery::run(agent.handle(), seeds, reloads));
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot watch SIGHUP: {e}");
+            return 1;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let _ = reload.try_send(());
+        }
+    });
     let api = tokio::spawn(async move {
         tidings_tokio::http::serve_on(listener, handle, Default::default()).await
     });
     let handle = agent.handle();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot watch SIGTERM: {e}");
@@ -361,5 +387,6 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
     };
     agent.stopped().await;
     api.abort();
+    discovery.abort();
     code
 }

@@ -4,7 +4,8 @@
 //! name = "web-1"          # default: the host name
 //! node_id = 1             # default: derived from the name
 //! bind = "0.0.0.0:7946"
-//! seeds = ["10.0.0.2:7946", "10.0.0.3:7946"]
+//! seeds = ["10.0.0.2:7946", "tidings.default.svc.cluster.local:7946"]
+//! seeds_file = "/etc/tidings/seeds"   # one HOST:PORT per line, read again on SIGHUP
 //! http = "127.0.0.1:7947"
 //! data_dir = "/var/lib/tidings"
 //! cluster = "prod"
@@ -38,7 +39,8 @@ pub struct File {
     pub node_id: Option<u64>,
     pub bind: Option<SocketAddr>,
     #[serde(default)]
-    pub seeds: Vec<SocketAddr>,
+    pub seeds: Vec<String>,
+    pub seeds_file: Option<PathBuf>,
     pub http: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub cluster: Option<String>,
