@@ -127,6 +127,7 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         moved_aside,
         events,
         journal,
+        has_seeds: !config.seeds.is_empty(),
         send_errors: 0,
         leaving: None,
         out: vec![0; 65_536],
@@ -183,6 +184,8 @@ struct Driver {
     events: broadcast::Sender<AgentEvent>,
     /// The numbered events behind `GET /v1/events`.
     journal: Arc<Journal>,
+    /// It was given seeds: ready only once joined and in sync with a peer.
+    has_seeds: bool,
     send_errors: u64,
     leaving: Option<(Clock, oneshot::Sender<Result<LeaveOutcome, AgentError>>)>,
     out: Vec<u8>,
@@ -422,8 +425,12 @@ impl Driver {
                 }
             }
             Command::Ready(reply) => {
+                let joined =
+                    self.node.members().live() > 1 && self.node.data_in_sync_at().is_some();
                 let _ = reply.send(if self.recovering {
                     Readiness::Recovering
+                } else if self.has_seeds && !joined {
+                    Readiness::Joining
                 } else {
                     Readiness::Ready
                 });
@@ -462,6 +469,7 @@ impl Driver {
                 let _ = reply.send(self.metrics());
             }
             Command::Join(seeds) => {
+                self.has_seeds |= !seeds.is_empty();
                 for seed in seeds {
                     self.node.join(seed);
                 }
@@ -496,6 +504,7 @@ impl Driver {
             sync: *self.node.sync_stats(),
             data: *self.node.data().stats(),
             gossip: *self.node.gossip_stats(),
+            members: *self.node.members().stats(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! | `PUT /v1/kv/{key}` | the body is the value; durable when answered: `{"key","version"}` |
 //! | `DELETE /v1/kv/{key}` | a tombstone, durable when answered, whether or not the key is held here: `{"key","version","deleted":true,"existed"}` |
 //! | `GET /v1/health` | `{"status","node","generation","members_alive","health_score","recovering"}` (liveness) |
-//! | `GET /v1/ready` | 200 `{"ready":true}`, or 503 `{"ready":false,"reason":"recovering"}` while the data is refilled from peers |
+//! | `GET /v1/health/ready` (or `/v1/ready`) | 200 `{"ready":true}`; 503 `{"ready":false,"reason":"joining"}` until an agent given seeds has joined and an anti-entropy exchange found a peer's data equal to its own, `"recovering"` while its data is refilled from peers |
 //! | `GET /v1/events` | Server-Sent Events: `event: member` and `event: kv` with JSON data and an `id:`; a client resumes with `Last-Event-ID`; `event: reset` when events it asked for are gone (re-read the state) |
 //! | `GET /metrics` | Prometheus text format |
 //!
@@ -135,6 +135,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/v1/kv/{*key}", get(read).put(write).delete(remove))
         .route("/v1/health", get(health))
         .route("/v1/ready", get(ready))
+        .route("/v1/health/ready", get(ready))
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
@@ -320,6 +321,11 @@ async fn ready(State(h): State<Handle>) -> Result<Response, ApiError> {
         Readiness::Recovering => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "ready": false, "reason": "recovering" })),
+        )
+            .into_response(),
+        Readiness::Joining => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": "joining" })),
         )
             .into_response(),
     })

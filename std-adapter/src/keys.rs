@@ -30,6 +30,13 @@ fn decode(text: &str, line: usize) -> Result<Key, String> {
     })
 }
 
+/// Whether a key file's text pins the digest secret with a `digest:` line. Without one the digest
+/// secret is the signing key, and rotating the signing key changes every node's digest tree: the
+/// agent warns at start (SECURITY.md, "Keys and rotation").
+pub fn pins_digest(text: &str) -> bool {
+    text.lines().any(|l| l.trim().starts_with("digest:"))
+}
+
 /// Parses a key file's text.
 pub fn parse(text: &str) -> Result<Keyring, String> {
     let mut keys = Vec::new();
@@ -63,7 +70,8 @@ pub fn parse(text: &str) -> Result<Keyring, String> {
     })
 }
 
-/// Reads a key file, refusing one that others can read.
+/// Reads a key file, refusing one that others can read; warns when it does not pin the digest
+/// secret ([`pins_digest`]).
 pub fn read(path: &Path) -> Result<Keyring, String> {
     #[cfg(unix)]
     {
@@ -81,7 +89,18 @@ pub fn read(path: &Path) -> Result<Keyring, String> {
         }
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let ring = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !pins_digest(&text) {
+        tracing::warn!(
+            file = %path.display(),
+            "the key file has no `digest:` line, so the digest secret is the signing key: rotating \
+             that key gives every node a different digest tree, and anti-entropy then finds \
+             differences everywhere (about a thousand times its traffic) until all have rotated; \
+             pin it with `digest: <base64 of the current key>` before the first rotation \
+             (SECURITY.md)"
+        );
+    }
+    Ok(ring)
 }
 
 /// A new random key, as base64 text.
@@ -103,7 +122,9 @@ mod tests {
         assert_eq!(ring.keys().len(), 2);
         let signed_by_b = parse(&b).unwrap().tag(b"x");
         assert!(ring.verify(b"x", &signed_by_b));
-        let pinned = parse(&format!("{b}\ndigest: {a}\n")).unwrap();
+        let text = format!("{b}\ndigest: {a}\n");
+        assert!(pins_digest(&text) && !pins_digest(&a));
+        let pinned = parse(&text).unwrap();
         let c = tidings::ClusterId(*b"test");
         assert_eq!(
             pinned.digest_key(c),

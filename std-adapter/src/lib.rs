@@ -237,6 +237,9 @@ pub enum Readiness {
     /// The data was lost locally (`--recover`) and is being refilled from peers: ready once a peer's
     /// data root has matched ours.
     Recovering,
+    /// Given seeds, the node has not yet joined, or no anti-entropy exchange has yet found a peer's
+    /// data equal to ours: its reads may not reflect the cluster's data yet.
+    Joining,
 }
 
 /// A running agent.

@@ -4,6 +4,7 @@ use crate::CommitStats;
 use serde::Serialize;
 use std::fmt::Write;
 use tidings::data::DataStats;
+use tidings::members::MembersStats;
 use tidings::node::{GossipStats, NodeStats};
 use tidings::sync::SyncStats;
 
@@ -48,6 +49,9 @@ pub struct Metrics {
     /// The gossip queue's counters.
     #[serde(skip)]
     pub gossip: GossipStats,
+    /// The member table's counters.
+    #[serde(skip)]
+    pub members: MembersStats,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
@@ -67,6 +71,7 @@ impl Metrics {
     pub fn prometheus(&self) -> String {
         let s = &self.node_stats;
         let r = &s.rejects;
+        let d = &self.data;
         let mut out = String::new();
         let m = &mut out;
         metric(
@@ -125,7 +130,14 @@ impl Metrics {
             "versions_ahead_total",
             "counter",
             "Peers' writes refused because their version was more than max_clock_ahead ahead of our wall clock (accepted once it catches up).",
-            &[("", self.data.ahead)],
+            &[("", d.ahead)],
+        );
+        metric(
+            m,
+            "tombstones_collected_total",
+            "counter",
+            "Tombstones of deleted keys collected after their grace period.",
+            &[("", d.collected)],
         );
         metric(
             m,
@@ -212,7 +224,16 @@ impl Metrics {
                 ("outcome=\"started\"", y.started),
                 ("outcome=\"in_sync\"", y.in_sync),
                 ("outcome=\"mismatched\"", y.mismatched),
+                ("outcome=\"described\"", y.root_described),
+                ("outcome=\"refused\"", y.refused),
             ],
+        );
+        metric(
+            m,
+            "sync_work_dropped_total",
+            "counter",
+            "Anti-entropy work refused because the engine's queue was full (a later exchange finds it again).",
+            &[("", y.dropped)],
         );
         metric(
             m,
@@ -221,8 +242,10 @@ impl Metrics {
             "Entries moved by anti-entropy.",
             &[
                 ("dir=\"sent\"", y.entries_sent),
+                ("dir=\"wanted\"", y.wanted),
                 ("dir=\"applied\"", y.applied),
                 ("dir=\"stale\"", y.stale),
+                ("dir=\"full\"", y.full),
             ],
         );
         let g = &self.gossip;
@@ -231,9 +254,36 @@ impl Metrics {
             "gossip_changes_total",
             "counter",
             "Changes queued for gossip; evicted: gave way in a full queue before their retransmit budget was spent (anti-entropy then starts at once).",
-            &[("state=\"queued\"", g.queued), ("state=\"evicted\"", g.evicted)],
+            &[
+                ("state=\"queued\"", g.queued),
+                ("state=\"evicted\"", g.evicted),
+                ("state=\"sent\"", g.sent),
+            ],
         );
-        let d = &self.data;
+        let b = &self.members;
+        metric(
+            m,
+            "member_claims_total",
+            "counter",
+            "Member records received, by outcome; refuted: claims about this node it outranked; forgotten: tombstones dropped after their retention.",
+            &[
+                ("outcome=\"applied\"", b.applied),
+                ("outcome=\"stale\"", b.stale),
+                ("outcome=\"full\"", b.full),
+                ("outcome=\"refuted\"", b.refuted),
+                ("outcome=\"forgotten\"", b.forgotten),
+            ],
+        );
+        metric(
+            m,
+            "feeds_total",
+            "counter",
+            "Samples of members sent to newcomers; withheld: over the feed budget.",
+            &[
+                ("state=\"sent\"", s.feeds),
+                ("state=\"withheld\"", s.feeds_withheld),
+            ],
+        );
         metric(
             m,
             "data_writes_total",
@@ -344,5 +394,53 @@ mod tests {
             assert!(name.starts_with("tidings_"), "{line}");
             value.parse::<u64>().unwrap();
         }
+    }
+}
+
+#[cfg(test)]
+mod completeness {
+    use super::*;
+
+    /// The field names of a struct from its `Debug` rendering (not those of structs inside it).
+    fn fields(debug: &str) -> Vec<String> {
+        let (mut depth, mut word, mut out) = (0u32, String::new(), Vec::new());
+        for c in debug.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth = depth.saturating_sub(1),
+                ':' if depth == 1 && !word.is_empty() => out.push(std::mem::take(&mut word)),
+                c if depth == 1 && (c.is_ascii_lowercase() || c == '_') => word.push(c),
+                _ => word.clear(),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_counter_the_core_keeps_is_exported() {
+        let source = include_str!("metrics.rs");
+        let source = &source[..source.find("mod completeness").unwrap_or(source.len())];
+        // Each struct is read through one variable in `prometheus`: `s` (the node), `r` (its
+        // rejects), `y` (sync), `d` (data), `g` (gossip), `b` (members).
+        let structs = [
+            ("s", format!("{:?}", NodeStats::default())),
+            ("r", format!("{:?}", NodeStats::default().rejects)),
+            ("y", format!("{:?}", SyncStats::default())),
+            ("d", format!("{:?}", DataStats::default())),
+            ("g", format!("{:?}", GossipStats::default())),
+            ("b", format!("{:?}", MembersStats::default())),
+        ];
+        let mut missing = Vec::new();
+        for (var, debug) in &structs {
+            for field in fields(debug) {
+                if field == "rejects" && *var == "s" {
+                    continue;
+                }
+                if !source.contains(&format!("{var}.{field})")) {
+                    missing.push(format!("{var}.{field}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in /metrics: {missing:?}");
     }
 }

@@ -421,6 +421,28 @@ async fn events_stream_resume_after_the_last_id_and_say_reset_when_history_is_go
     assert_eq!(code, 400, "{body}");
 }
 
+#[tokio::test]
+async fn an_agent_given_seeds_is_ready_only_once_joined_and_in_sync() {
+    use tidings_tokio::Readiness;
+    // Alone by design (no seeds): ready at once.
+    let first = Agent::start(config(1, None, None)).await.unwrap();
+    assert_eq!(first.handle().ready().await.unwrap(), Readiness::Ready);
+    // A seed that never answers: not ready.
+    let nowhere = "127.0.0.1:9".parse().unwrap();
+    let lost = Agent::start(config(2, Some(nowhere), None)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lost.handle().ready().await.unwrap(), Readiness::Joining);
+    // A seed that answers: ready once an exchange found equal data.
+    let joined = Agent::start(config(3, Some(first.local_addr()), None))
+        .await
+        .unwrap();
+    let h = joined.handle();
+    eventually("ready after joining", Duration::from_secs(20), async || {
+        h.ready().await.unwrap() == Readiness::Ready
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_storm_of_100_agents_drops_no_event() {
     let first = Agent::start(config(1, None, None)).await.unwrap();

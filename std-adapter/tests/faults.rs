@@ -93,6 +93,7 @@ async fn a_damaged_data_file_stops_the_agent_by_name_and_recover_refills_it_from
                 false
             }
             Readiness::Ready => true,
+            Readiness::Joining => false,
         },
     )
     .await;
