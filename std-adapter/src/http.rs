@@ -11,6 +11,7 @@
 //! | `GET /v1/health/ready` (or `/v1/ready`) | 200 `{"ready":true}`; 503 `{"ready":false,"reason":"joining"}` until an agent given seeds has joined and an anti-entropy exchange found a peer's data equal to its own, `"recovering"` while its data is refilled from peers |
 //! | `GET /v1/events` | Server-Sent Events: `event: member` and `event: kv` with JSON data and an `id:`; a client resumes with `Last-Event-ID`; `event: reset` when events it asked for are gone (re-read the state) |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /ui` | a live view of the cluster: members, keys, events and traffic (one page, from the binary) |
 //!
 //! Every `GET /v1/kv/...` answer has an `X-Tidings-Index` header: the id of the newest event, to pass
 //! as `?index=` to wait for the next change.
@@ -137,6 +138,11 @@ pub fn router(handle: Handle) -> Router {
         .route("/v1/ready", get(ready))
         .route("/v1/health/ready", get(ready))
         .route("/v1/events", get(events))
+        .route("/ui", get(ui))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::temporary("/ui") }),
+        )
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .method_not_allowed_fallback(|| async {
@@ -239,6 +245,26 @@ async fn wait_for_change(h: &Handle, key: &[u8], after: u64, wait: Duration) {
             _ = tokio::time::sleep_until(deadline) => return,
         }
     }
+}
+
+/// The live view: one page, fed by this API (members, keys, `/v1/events`, `/metrics`).
+const UI: &str = include_str!("ui.html");
+
+async fn ui() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 img-src 'self' data:",
+            ),
+        ],
+        UI,
+    )
+        .into_response()
 }
 
 /// `GET /v1/events`: the journal as Server-Sent Events, from the event after `Last-Event-ID` (or

@@ -267,6 +267,9 @@ async fn the_http_api_speaks_json_and_prometheus() {
     assert_eq!(code, 405, "{body}");
     assert!(json(&body)["error"].is_string(), "{body}");
     assert_eq!(http(addr, "GET", "/v1/nope", "").await.0, 404);
+    let (code, page) = http(addr, "GET", "/ui", "").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("<title>tidings</title>") && page.contains("/v1/events"));
     let (code, body) = http(addr, "GET", "/v1/health", "").await;
     assert_eq!(code, 200);
     assert!(body.contains("\"status\":\"ok\""), "{body}");

@@ -21,6 +21,8 @@ struct Demo {
     seed: SocketAddr,
     started: Instant,
     live: bool,
+    /// Seconds between steps, so someone watching the live view sees each one.
+    pause: Duration,
 }
 
 const KEYS: usize = 20;
@@ -44,6 +46,10 @@ async fn start(
 }
 
 impl Demo {
+    async fn pause(&self) {
+        tokio::time::sleep(self.pause).await;
+    }
+
     fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
@@ -115,12 +121,22 @@ fn status_of(members: &[tidings_tokio::MemberInfo], id: u64) -> Option<(&'static
         .map(|m| (m.status, m.generation))
 }
 
-pub async fn run(nodes: usize) -> i32 {
-    if nodes < 3 {
+/// How the demo runs.
+pub struct Options {
+    /// Agents to start.
+    pub nodes: usize,
+    /// Where node 1 serves its API and the live view (`/ui`).
+    pub http: SocketAddr,
+    /// Pause between steps and keep the cluster running at the end, until Ctrl-C.
+    pub stay: bool,
+}
+
+pub async fn run(o: Options) -> i32 {
+    if o.nodes < 3 {
         eprintln!("error: --nodes must be at least 3");
         return 2;
     }
-    match demo(nodes).await {
+    match demo(o).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("\ndemo failed: {e}");
@@ -129,7 +145,8 @@ pub async fn run(nodes: usize) -> i32 {
     }
 }
 
-async fn demo(n: usize) -> Result<(), String> {
+async fn demo(o: Options) -> Result<(), String> {
+    let n = o.nodes;
     let root = std::env::temp_dir().join(format!("tidings-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let key = tidings_tokio::keys::generate().map_err(|e| format!("random key: {e}"))?;
@@ -146,17 +163,34 @@ async fn demo(n: usize) -> Result<(), String> {
             dir,
         });
     }
+    // Node 1 is never the one killed or the one that leaves: it serves the live view throughout.
+    let listener = tokio::net::TcpListener::bind(o.http)
+        .await
+        .map_err(|e| format!("cannot serve the live view on {}: {e}", o.http))?;
+    let view = listener.local_addr().map_err(|e| e.to_string())?;
+    let api = tokio::spawn(tidings_tokio::http::serve_on(
+        listener,
+        members[0].handle.clone(),
+        Default::default(),
+    ));
     let mut d = Demo {
         members,
         seed: seed.expect("at least one agent"),
         started: Instant::now(),
         live: std::io::stderr().is_terminal(),
+        pause: if o.stay {
+            Duration::from_secs(4)
+        } else {
+            Duration::ZERO
+        },
     };
     d.say(&format!(
         "started {n} agents on loopback (first at {}), datagrams authenticated under a fresh key, data under {}",
         d.seed,
         root.display()
     ));
+    d.say(&format!("live view of node 1: http://{view}/ui"));
+    d.pause().await;
     let limit = Duration::from_secs(60);
 
     let t = d
@@ -183,6 +217,7 @@ async fn demo(n: usize) -> Result<(), String> {
         "{KEYS} keys written across the agents, every agent holds all of them ({t:.1} s)"
     ));
 
+    d.pause().await;
     let victim = n - 1;
     let id = victim as u64 + 1;
     if let Some(a) = d.members[victim].agent.take() {
@@ -198,6 +233,7 @@ async fn demo(n: usize) -> Result<(), String> {
         "every other agent holds node {id} dead ({t:.1} s after the kill)"
     ));
 
+    d.pause().await;
     let agent = start(victim, &d.members[victim].dir.clone(), Some(d.seed), ring).await?;
     let generation = agent.handle().generation();
     d.members[victim].handle = agent.handle();
@@ -220,6 +256,7 @@ async fn demo(n: usize) -> Result<(), String> {
         "every agent holds node {id} alive in generation {generation} ({t:.1} s)"
     ));
 
+    d.pause().await;
     let leaver = 1;
     let lid = leaver as u64 + 1;
     let outcome = d.members[leaver]
@@ -255,6 +292,13 @@ async fn demo(n: usize) -> Result<(), String> {
          ({:.0} B/s per agent), {rejected} refused",
         bytes as f64 / running as f64 / d.elapsed()
     ));
+    if o.stay {
+        d.say(&format!(
+            "the cluster keeps running: http://{view}/ui (Ctrl-C to stop)"
+        ));
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    api.abort();
     for (_, m) in d.running() {
         m.handle.shutdown().await;
     }

@@ -109,6 +109,14 @@ enum Command {
         /// Agents to start.
         #[arg(long, default_value_t = 5)]
         nodes: usize,
+        /// Where node 1 serves its API and the live view (`/ui`) [default: a free port on
+        /// loopback].
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// Pause a few seconds between steps, and keep the cluster running at the end until
+        /// Ctrl-C: time to watch it in the live view.
+        #[arg(long)]
+        stay: bool,
     },
 }
 
@@ -235,9 +243,10 @@ async fn main() {
                 1
             }
         },
-        Command::Demo { nodes } => {
+        Command::Demo { nodes, http, stay } => {
             logging("warn");
-            demo::run(nodes).await
+            let http = http.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+            demo::run(demo::Options { nodes, http, stay }).await
         }
     };
     std::process::exit(code);
