@@ -2,11 +2,16 @@
 # Flash and RAM of tidings on a Cortex-M4 (thumbv7em-none-eabihf, release, opt-level z, LTO):
 #   core_*     the `footprint` firmware: one node (32 members, 64 keys), postcard and sha2, no network
 #   firmware_* the `cluster` firmware run by qemu-test.sh: three nodes with embassy-net stacks
+#   node_firmware_* one node as shipped: executor, time driver, embassy-net with one UDP socket,
+#              McuRunner at MCU capacities under Config::mcu, keyed, logging off
 # flash = .text + .rodata + .data (+ vector table); ram = .data + .bss (static RAM; the stack is the
 # rest of RAM); heap = 0, checked: the script fails if either image links an allocator.
 # With --json, one JSON object on stdout; otherwise a table.
+# Runs from any directory; honours CARGO_TARGET_DIR.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+target="$(realpath -m "${CARGO_TARGET_DIR:-$here/firmware/target}")"
+export CARGO_TARGET_DIR="$target"
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 rustup component add llvm-tools >/dev/null 2>&1 || true
 bin="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
@@ -14,7 +19,8 @@ bin="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/b
 cd "$here/firmware"
 cargo build -q --release --bin footprint --no-default-features >&2
 cargo build -q --release --bin cluster >&2
-out=target/thumbv7em-none-eabihf/release
+cargo build -q --release --bin node --no-default-features >&2
+out="$target/thumbv7em-none-eabihf/release"
 sizes() { # file -> "flash ram"
   "$bin/llvm-size" -A "$1" | awk '
     $1 == ".vector_table" || $1 == ".text" || $1 == ".rodata" { flash += $2 }
@@ -27,12 +33,14 @@ heap() { # bytes of allocator symbols
 }
 read -r core_flash core_ram < <(sizes "$out/footprint")
 read -r fw_flash fw_ram < <(sizes "$out/cluster")
-allocs=$(( $(heap "$out/footprint") + $(heap "$out/cluster") ))
+read -r node_flash node_ram < <(sizes "$out/node")
+allocs=$(( $(heap "$out/footprint") + $(heap "$out/cluster") + $(heap "$out/node") ))
 [ "$allocs" = 0 ] || { echo "an allocator is linked: heap is not 0" >&2; exit 1; }
 if [ "${1:-}" = "--json" ]; then
-  printf '{"core_flash":%d,"core_ram":%d,"firmware_flash":%d,"firmware_ram":%d,"heap":%d}\n' \
-    "$core_flash" "$core_ram" "$fw_flash" "$fw_ram" 0
+  printf '{"core_flash":%d,"core_ram":%d,"firmware_flash":%d,"firmware_ram":%d,"node_firmware_flash":%d,"node_firmware_ram":%d,"heap":%d}\n' \
+    "$core_flash" "$core_ram" "$fw_flash" "$fw_ram" "$node_flash" "$node_ram" 0
 else
-  printf '%-10s %10s %10s\n' "" flash ram core "$core_flash" "$core_ram" firmware "$fw_flash" "$fw_ram"
+  printf '%-10s %10s %10s\n' "" flash ram core "$core_flash" "$core_ram" firmware "$fw_flash" "$fw_ram" \
+    "one node" "$node_flash" "$node_ram"
   echo "heap       0 (no allocator linked)"
 fi

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # An embassy-net node on a TAP device and a tokio `tidings agent`, in a network namespace of their
 # own, talking over real Linux UDP: they must agree on membership and exchange a key each way.
-# Exits 0 on success, 1 on failure, 77 when TAP devices or namespaces are unavailable.
+# Exits 0 on success, 1 on failure, 77 when TAP devices or namespaces are unavailable. Runs from any
+# directory; honours CARGO_TARGET_DIR.
 set -euo pipefail
+target="${CARGO_TARGET_DIR:+$(realpath -m "$CARGO_TARGET_DIR")}"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"
+target="${target:-$repo/target}"
+export CARGO_TARGET_DIR="$target"
 command -v ip >/dev/null || { echo "SKIPPED tap interop: the ip command is missing"; exit 77; }
 [ -e /dev/net/tun ] || { echo "SKIPPED tap interop: /dev/net/tun is missing"; exit 77; }
 NS="tdtap$$"
@@ -21,7 +25,7 @@ ip -n "$NS" link set lo up
 
 cargo build -q --release -p tidings-tokio
 cargo build -q --release -p tidings-embassy --example tap_node
-ip netns exec "$NS" target/release/tidings agent --node-id 1 --bind 10.88.0.1:7946 \
+ip netns exec "$NS" "$target/release/tidings" agent --node-id 1 --bind 10.88.0.1:7946 \
   --http 127.0.0.1:8000 --preset local 2>/tmp/tap-agent-$$.log &
 AGENT=$!
 api() { # method path [body]
@@ -33,7 +37,7 @@ api() { # method path [body]
 for _ in $(seq 50); do api GET /v1/health | grep -q ok && break; sleep 0.1; done
 api PUT /v1/kv/from-agent "hello from tokio" >/dev/null
 # The TAP device's link is up only while a process holds it: the embassy node does.
-ip netns exec "$NS" target/release/examples/tap_node tap0 10.88.0.2 10.88.0.1:7946 2 &
+ip netns exec "$NS" "$target/release/examples/tap_node" tap0 10.88.0.2 10.88.0.1:7946 2 &
 NODE=$!
 ok=0
 for _ in $(seq 300); do

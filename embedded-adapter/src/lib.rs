@@ -237,28 +237,59 @@ pub struct RunnerStats {
     pub events_dropped: u32,
 }
 
+/// The node at microcontroller capacities, the one the size report measures: 4 anti-entropy work
+/// items, queues of 8, 32 rumors, 8 suspicions. Pair it with [`Config::mcu`](tidings::config::Config::mcu).
+pub type McuNode<S> = Node<S, 4, 8, 32, 8>;
+
+/// A [`Runner`] of an [`McuNode`].
+pub type McuRunner<'a, S, M, const KEY: usize, const VALUE: usize, const MEMBERS: usize> =
+    Runner<'a, S, M, KEY, VALUE, MEMBERS, 4, 8, 32, 8>;
+
 /// Drives one node. Run [`Runner::run`] in a task of its own.
-pub struct Runner<'a, S, M, const KEY: usize, const VALUE: usize, const MEMBERS: usize>
-where
+///
+/// `SYNC`, `QUEUE`, `RUMORS` and `SUSPECTS` are the node's capacities ([`Node`]); the defaults are the
+/// core's, for servers. On a microcontroller use [`McuRunner`] and [`McuNode`].
+pub struct Runner<
+    'a,
+    S,
+    M,
+    const KEY: usize,
+    const VALUE: usize,
+    const MEMBERS: usize,
+    const SYNC: usize = 32,
+    const QUEUE: usize = 32,
+    const RUMORS: usize = 128,
+    const SUSPECTS: usize = 32,
+> where
     S: Storage<Key = Vec<u8, KEY>>,
     M: RawMutex,
 {
-    node: Node<S>,
+    node: Node<S, SYNC, QUEUE, RUMORS, SUSPECTS>,
     socket: UdpSocket<'a>,
     shared: &'a Shared<M, KEY, VALUE, MEMBERS>,
     buf: [u8; 1500],
     stats: RunnerStats,
 }
 
-impl<'a, S, M, const KEY: usize, const VALUE: usize, const MEMBERS: usize>
-    Runner<'a, S, M, KEY, VALUE, MEMBERS>
+impl<
+        'a,
+        S,
+        M,
+        const KEY: usize,
+        const VALUE: usize,
+        const MEMBERS: usize,
+        const SYNC: usize,
+        const QUEUE: usize,
+        const RUMORS: usize,
+        const SUSPECTS: usize,
+    > Runner<'a, S, M, KEY, VALUE, MEMBERS, SYNC, QUEUE, RUMORS, SUSPECTS>
 where
     S: Storage<Key = Vec<u8, KEY>>,
     M: RawMutex,
 {
     /// A runner for `node` on `socket`, bound here to `port`.
     pub fn new(
-        node: Node<S>,
+        node: Node<S, SYNC, QUEUE, RUMORS, SUSPECTS>,
         mut socket: UdpSocket<'a>,
         port: u16,
         shared: &'a Shared<M, KEY, VALUE, MEMBERS>,
@@ -274,7 +305,7 @@ where
     }
 
     /// The node.
-    pub fn node(&self) -> &Node<S> {
+    pub fn node(&self) -> &Node<S, SYNC, QUEUE, RUMORS, SUSPECTS> {
         &self.node
     }
 

@@ -6,6 +6,7 @@
 # Arguments go to the checker (std-adapter/examples/chaos): --secs, --agents, --seed, --json, ...
 # Exits 0 when nothing was lost, 1 otherwise. Runs from any directory; honours CARGO_TARGET_DIR.
 set -euo pipefail
+[ -n "${CARGO_TARGET_DIR:-}" ] && export CARGO_TARGET_DIR="$(realpath -m "$CARGO_TARGET_DIR")"
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p tidings-tokio --bin tidings --example chaos
 target="${CARGO_TARGET_DIR:-$PWD/target}"

@@ -5,8 +5,12 @@
 # cut link (`ip link set ... down`) partitions an agent away, and once restored all views converge.
 #
 # Needs root and `ip netns`. Exits 0 on success, 1 on failure, 77 when namespaces are unavailable.
+# Runs from any directory; honours CARGO_TARGET_DIR.
 set -euo pipefail
+target="${CARGO_TARGET_DIR:+$(realpath -m "$CARGO_TARGET_DIR")}"
 cd "$(dirname "$0")/../.."
+target="${target:-$PWD/target}"
+export CARGO_TARGET_DIR="$target"
 
 if ! command -v ip >/dev/null; then echo "SKIPPED netns test: the ip command is missing"; exit 77; fi
 probe="tdprobe$$"
@@ -16,7 +20,7 @@ fi
 ip netns del "$probe"
 
 cargo build --release -q -p tidings-tokio
-T="$PWD/target/release/tidings"
+T="$target/release/tidings"
 W=$(mktemp -d)
 P=td$$
 BR="${P}br"

@@ -4,6 +4,7 @@
 # reason when it cannot. Honours CARGO_TARGET_DIR; runs from any directory.
 #   bash std-adapter/scripts/ui-test.sh [--screenshot FILE]
 set -euo pipefail
+[ -n "${CARGO_TARGET_DIR:-}" ] && export CARGO_TARGET_DIR="$(realpath -m "$CARGO_TARGET_DIR")"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 root="$(cd "$here/.." && pwd)"
 shot="${TMPDIR:-/tmp}/tidings-ui.png"

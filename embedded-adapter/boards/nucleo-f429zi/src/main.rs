@@ -16,10 +16,10 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::Timer;
 use static_cell::StaticCell;
 use tidings::config::Config;
-use tidings::node::{HeaplessStorage, Node};
+use tidings::node::HeaplessStorage;
 use tidings::tree::tree_size;
 use tidings::{ClusterId, NodeId};
-use tidings_embassy::{Handle, Runner, Shared};
+use tidings_embassy::{Handle, McuNode, McuRunner, Runner, Shared};
 use {defmt_rtt as _, panic_probe as _};
 
 /// Other nodes to join through (a tidings agent, or another board). Edit for your network.
@@ -32,7 +32,8 @@ type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 /// 16 members, 32 keys: the trees of the mcu preset (depth 1).
 type Storage = HeaplessStorage<16, 32, { tree_size(1) }, 32, 32, 128, { tree_size(1) }>;
 type M = CriticalSectionRawMutex;
-type BoardRunner = Runner<'static, Storage, M, 32, 128, 16>;
+/// `Config::mcu` at MCU capacities.
+type BoardRunner = McuRunner<'static, Storage, M, 32, 128, 16>;
 
 bind_interrupts!(struct Irqs {
     ETH => eth::InterruptHandler;
@@ -152,7 +153,7 @@ async fn main(spawner: Spawner) {
     let socket = UdpSocket::new(stack, rm, rb, tm, tb);
     let me = core::net::SocketAddr::from((ip, PORT));
     let node_id = NodeId(id);
-    let Ok(mut n) = Node::<Storage>::new(
+    let Ok(mut n) = McuNode::<Storage>::new(
         Config::mcu(ClusterId::from_name(CLUSTER), node_id),
         tidings_embassy::now(),
         me,

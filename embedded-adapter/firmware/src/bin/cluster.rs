@@ -13,17 +13,18 @@ use embassy_net_driver_channel as ch;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use static_cell::StaticCell;
 use tidings::config::{Config, SwimConfig};
-use tidings::node::{HeaplessStorage, Node};
+use tidings::node::HeaplessStorage;
 use tidings::tree::tree_size;
 use tidings::{ClusterId, NodeId};
-use tidings_embassy::{Handle, Runner, Shared};
+use tidings_embassy::{Handle, McuNode, McuRunner, Runner, Shared};
 use tidings_firmware::{exit, start_clock};
 
 const MTU: usize = 1500;
 const N: usize = 3;
 type Storage = HeaplessStorage<8, 8, { tree_size(1) }, 16, 32, 128, { tree_size(1) }>;
 type M = CriticalSectionRawMutex;
-type NodeRunner = Runner<'static, Storage, M, 32, 128, 8>;
+/// The node the size report measures: MCU capacities.
+type NodeRunner = McuRunner<'static, Storage, M, 32, 128, 8>;
 type NodeHandle = Handle<'static, M, 32, 128, 8>;
 
 static SHARED: [Shared<M, 32, 128, 8>; N] = [const { Shared::new() }; N];
@@ -103,7 +104,8 @@ fn start(spawner: Spawner) {
         let mut c = Config::mcu(ClusterId::from_name("qemu"), NodeId(i as u64 + 1));
         c.swim = SwimConfig::local();
         let me = core::net::SocketAddr::from((addr(i), 7946));
-        let mut n = Node::<Storage>::new(c, tidings_embassy::now(), me, b"", i as u64 + 1).unwrap();
+        let mut n =
+            McuNode::<Storage>::new(c, tidings_embassy::now(), me, b"", i as u64 + 1).unwrap();
         if i > 0 {
             n.join(core::net::SocketAddr::from((addr(0), 7946)));
         }
