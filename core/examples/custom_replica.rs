@@ -63,11 +63,6 @@ impl Replica for Inventory {
     fn tree(&self) -> TreeView<'_> {
         self.tree.view()
     }
-    fn version_of(&self, hash: u64) -> Option<Version> {
-        self.items
-            .get(&hash)
-            .map(|&(_, _, r)| Version::new(r, 0, 0))
-    }
     fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
         if from > to {
             return None;

@@ -693,10 +693,6 @@ where
         self.index.tree().view()
     }
 
-    fn version_of(&self, hash: u64) -> Option<Version> {
-        self.index.version_of(hash)
-    }
-
     fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
         self.index.first_in(from, to)
     }
@@ -723,6 +719,11 @@ where
             Ok(MergeOutcome::Stale) | Err(_) => Tally::Stale,
             Ok(MergeOutcome::Full) => Tally::Full,
         })
+    }
+
+    fn versions_unique(&self) -> bool {
+        // A version is (counter, writer, generation): one write of one key.
+        true
     }
 }
 

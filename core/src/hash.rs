@@ -6,8 +6,7 @@
 
 use crate::{ClusterId, Version};
 use sha2::{Digest, Sha256};
-use siphasher::sip::SipHasher13;
-use siphasher::sip128::SipHasher13 as SipHasher13x128;
+use siphasher::sip128::{Hasher128, SipHasher13};
 
 /// The keys of the two keyed hashes every replica uses. Peers must use the same key to reconcile.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,10 +58,11 @@ impl DigestKey {
     /// The 64-bit hash that names `key` on the wire and places it in the tree. `domain` separates
     /// tables that share a key (membership and data).
     pub fn key_hash(&self, domain: u8, key: &[u8]) -> u64 {
+        // The 128-bit variant for both hashes: one SipHash in a microcontroller's flash, not two.
         let mut h = SipHasher13::new_with_keys(self.bucket.0, self.bucket.1);
         core::hash::Hasher::write_u8(&mut h, domain);
         core::hash::Hasher::write(&mut h, key);
-        core::hash::Hasher::finish(&h)
+        h.finish128().h1
     }
 
     /// The digest of one entry: its key hash and version.
@@ -75,7 +75,7 @@ impl DigestKey {
         b.copy_from_slice(&version.major.to_le_bytes());
         c.copy_from_slice(&version.minor.to_le_bytes());
         d.copy_from_slice(&version.tie.to_le_bytes());
-        let h = SipHasher13x128::new_with_keys(self.entry.0, self.entry.1).hash(&buf);
+        let h = SipHasher13::new_with_keys(self.entry.0, self.entry.1).hash(&buf);
         EntryDigest {
             low: h.h1,
             high: h.h2,

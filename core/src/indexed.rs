@@ -80,11 +80,6 @@ where
         });
     }
 
-    /// The version under `hash`.
-    pub(crate) fn version_of(&self, hash: u64) -> Option<Version> {
-        self.table.get(hash).map(Digested::version)
-    }
-
     /// The entry with the smallest hash in `from..=to`, with its version.
     pub(crate) fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
         self.table.first_in(from, to).map(|(h, v)| (h, v.version()))

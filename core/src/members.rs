@@ -653,10 +653,6 @@ where
         self.index.tree().view()
     }
 
-    fn version_of(&self, hash: u64) -> Option<Version> {
-        self.index.version_of(hash)
-    }
-
     fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
         self.index.first_in(from, to)
     }

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 /// Children per inner node.
 pub const FANOUT: usize = 16;
-const BITS: u32 = 4;
+pub(crate) const BITS: u32 = 4;
 /// The deepest tree supported: 16^5 = 1,048,576 leaves, 9 MiB of digests.
 pub const MAX_DEPTH: u8 = 5;
 

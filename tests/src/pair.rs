@@ -67,9 +67,13 @@ pub struct Traffic {
     pub identify_bytes: u64,
     /// Bytes of the entries themselves (without datagram headers).
     pub payload_bytes: u64,
+    /// Identify bytes by message kind: roots, digests, listings, fetches.
+    pub identify_by_kind: [u64; 4],
     /// Largest datagram.
     pub max_datagram: usize,
-    /// Longest causal chain of messages, in round trips.
+    /// Work the engines refused for lack of room in their queues.
+    pub dropped: u64,
+    /// Longest causal chain of messages, in round trips, over every exchange.
     pub round_trips: u32,
     /// Exchanges started.
     pub rounds: u32,
@@ -106,6 +110,8 @@ pub fn reconcile<R: Replica>(
         |a: &Peer<R>, b: &Peer<R>| a.replica.tree().root() != b.replica.tree().root();
     while t.rounds < max_rounds && (t.rounds == 0 || roots_differ(a, b)) {
         t.rounds += 1;
+        // Round trips add up over exchanges: a second exchange starts after the first ended.
+        let base = t.round_trips;
         a.depth = 0;
         b.depth = 0;
         a.engine.start(b.addr, tree);
@@ -131,7 +137,7 @@ pub fn reconcile<R: Replica>(
             now = now.max(next);
             while let Some(d) = net.pop_due(now) {
                 let peer = if d.to == 1 { &mut *b } else { &mut *a };
-                t.round_trips = t.round_trips.max(d.tag.div_ceil(2));
+                t.round_trips = t.round_trips.max(base + d.tag.div_ceil(2));
                 peer.depth = peer.depth.max(d.tag);
                 match wire::decode(&d.bytes, CLUSTER, link.max_datagram) {
                     Ok((_, msg)) => {
@@ -148,6 +154,7 @@ pub fn reconcile<R: Replica>(
             }
         }
     }
+    t.dropped = a.engine.stats().dropped + b.engine.stats().dropped;
     t.reordered = net.stats().reordered;
     t.duplicated = net.stats().duplicated;
     (t, now)
@@ -164,5 +171,12 @@ fn record(t: &mut Traffic, bytes: &[u8], kind: Kind, max: usize) {
         }
     } else {
         t.identify_bytes += bytes.len() as u64;
+        let i = match kind {
+            Kind::Root => 0,
+            Kind::Digests => 1,
+            Kind::Listing => 2,
+            _ => 3,
+        };
+        t.identify_by_kind[i] += bytes.len() as u64;
     }
 }

@@ -38,6 +38,8 @@ pub struct Report {
     pub diff: u64,
     /// Bytes of all datagrams that carried no entry: the cost of finding the differences.
     pub identify_bytes: u64,
+    /// Identify bytes by message kind: `root`, `digests`, `listing`, `fetch`.
+    pub identify: Identify,
     /// Encoded size of the entries shipped.
     pub payload_bytes: u64,
     /// Everything on the wire.
@@ -46,6 +48,10 @@ pub struct Report {
     /// than the deepest it received before sending, so a paced transfer also counts the round trips
     /// its own length takes.
     pub round_trips: u32,
+    /// Exchanges started (a refused or lost part of one is found again by the next).
+    pub exchanges: u32,
+    /// Work the engines refused for lack of room in their queues.
+    pub dropped: u64,
     /// Virtual time from the first datagram until both sides are equal (1 ms each way).
     pub secs: f64,
     /// Datagrams sent.
@@ -58,6 +64,19 @@ pub struct Report {
 
 fn key_of(i: u64) -> Vec<u8> {
     format!("key-{i:08}").into_bytes()
+}
+
+/// Identify bytes by message kind.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Identify {
+    /// Root messages.
+    pub root: u64,
+    /// Child fingerprints.
+    pub digests: u64,
+    /// Listings of short key hashes and versions.
+    pub listing: u64,
+    /// Fetch bitmaps.
+    pub fetch: u64,
 }
 
 /// Builds the two replicas and reconciles them.
@@ -118,9 +137,17 @@ pub fn run(p: Params) -> Report {
         keys: p.keys,
         diff: p.diff,
         identify_bytes: t.identify_bytes,
+        identify: Identify {
+            root: t.identify_by_kind[0],
+            digests: t.identify_by_kind[1],
+            listing: t.identify_by_kind[2],
+            fetch: t.identify_by_kind[3],
+        },
         payload_bytes: t.payload_bytes,
         total_bytes: t.bytes,
         round_trips: t.round_trips,
+        exchanges: t.rounds,
+        dropped: t.dropped,
         secs: end.saturating_since(now).as_millis() as f64 / 1000.0,
         datagrams: t.datagrams,
         max_datagram: t.max_datagram,

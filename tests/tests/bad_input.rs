@@ -3,7 +3,7 @@
 
 use tidings::data::{AllocData, DataConfig};
 use tidings::sync::{Engine, SyncConfig, SyncError};
-use tidings::wire::{self, Encoder, GroupHead, Header, Kind, Rejects, Summary, TreeId};
+use tidings::wire::{self, Encoder, GroupHead, Header, Kind, Rejects, TreeId};
 use tidings::{ClusterId, DigestKey, Instant, NodeId, Version};
 use tidings_sim::pair::CLUSTER;
 use tidings_sim::rng::Rng;
@@ -97,12 +97,10 @@ fn each_kind_of_bad_datagram_gets_its_reason() {
     e.push(&GroupHead {
         node: 9_999,
         part: None,
-        count: 1u16.to_le_bytes(),
+        width: 8,
+        count: 1,
     });
-    e.push(&Summary {
-        hash: [0; 8],
-        version: Version::new(1, 1, 0),
-    });
+    wire::push_summary(&mut e, 0, 8, &Version::new(1, 1, 0));
     let n = e.finish();
     assert_eq!(
         receive(&mut engine, &mut m, &mut rejects, &buf[..n]).as_deref(),

@@ -1,6 +1,6 @@
 //! Lazily decoded runs of items that fill the rest of a datagram.
 
-use super::{GroupHead, Summary, WireError};
+use super::WireError;
 use core::marker::PhantomData;
 use serde::de::DeserializeOwned;
 
@@ -88,63 +88,3 @@ impl<T: DeserializeOwned> Iterator for ItemIter<'_, T> {
 /// Most items or groups one datagram may hold: more than any datagram has bytes, so the encoder can
 /// never pack more than the decoder accepts.
 pub const MAX_ITEMS: usize = 65_536;
-
-/// A validated listing: groups, each a [`GroupHead`] followed by its summaries.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Listing<'a> {
-    bytes: &'a [u8],
-}
-
-impl core::fmt::Debug for Listing<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Listing({} bytes)", self.bytes.len())
-    }
-}
-
-impl<'a> Listing<'a> {
-    pub(super) fn validate(bytes: &'a [u8]) -> Result<Self, WireError> {
-        let mut rest = bytes;
-        for _ in 0..MAX_ITEMS {
-            if rest.is_empty() {
-                return Ok(Listing { bytes });
-            }
-            let (head, after) =
-                postcard::take_from_bytes::<GroupHead>(rest).map_err(|_| WireError::Malformed)?;
-            let count = usize::from(u16::from_le_bytes(head.count));
-            let (_, after) = Items::<Summary>::validate(after, count)?;
-            if let Some((lo, hi)) = head.part {
-                if u64::from_be_bytes(lo) > u64::from_be_bytes(hi) {
-                    return Err(WireError::Malformed);
-                }
-            }
-            rest = after;
-        }
-        Err(WireError::Malformed)
-    }
-
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// The groups, each with its summaries.
-    pub fn groups(&self) -> GroupIter<'a> {
-        GroupIter { rest: self.bytes }
-    }
-}
-
-/// Iterator over the groups of a [`Listing`].
-pub struct GroupIter<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for GroupIter<'a> {
-    type Item = (GroupHead, Items<'a, Summary>);
-    fn next(&mut self) -> Option<Self::Item> {
-        let (head, after) = postcard::take_from_bytes::<GroupHead>(self.rest).ok()?;
-        let count = usize::from(u16::from_le_bytes(head.count));
-        let (items, rest) = Items::<Summary>::validate(after, count).ok()?;
-        self.rest = rest;
-        Some((head, items))
-    }
-}

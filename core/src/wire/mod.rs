@@ -18,16 +18,22 @@ use serde::{Deserialize, Serialize};
 pub mod addr;
 mod frame;
 mod items;
+mod listing;
 mod rejects;
 
 pub use frame::{message_limit, open, seal, Transmit};
-pub use items::{GroupIter, ItemIter, Items, Listing, MAX_ITEMS};
+pub use items::{ItemIter, Items, MAX_ITEMS};
+pub use listing::{
+    push_summary, short_hash, FetchHead, FetchIter, Fetches, GroupHead, GroupIter, Listing,
+    Summaries, BITMAP_BYTES, MAX_GROUP,
+};
 pub use rejects::Rejects;
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"td";
-/// The protocol version this build speaks. 2: socket addresses as byte strings ([`addr`]).
-pub const PROTOCOL: u8 = 2;
+/// The protocol version this build speaks. 3: salted 4-byte child fingerprints, listings of short
+/// key hashes, fetches by position.
+pub const PROTOCOL: u8 = 3;
 /// Default maximum datagram: fits a 1,280-byte IPv6 minimum MTU with room for IP and UDP headers.
 pub const DEFAULT_MAX_DATAGRAM: usize = 1200;
 /// Smallest maximum datagram that configuration accepts.
@@ -90,36 +96,27 @@ pub struct RootMsg {
     pub reply: bool,
 }
 
-/// The sender's digests of the 16 children of `node`.
+/// A 4-byte fingerprint of a tree node's digest under a message's salt ([`fingerprint`]).
+pub type Fp = [u8; 4];
+
+/// The fingerprint of a node digest under `salt`. Each digests message picks a new salt, so two
+/// different nodes that happen to share a fingerprint are told apart by the next exchange.
+pub fn fingerprint(digest: u64, salt: u32) -> Fp {
+    let mut x = digest ^ u64::from(salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    (x as u32).to_be_bytes()
+}
+
+/// The sender's fingerprints of the 16 children of `node`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DigestItem {
     /// The inner node.
     pub node: u32,
-    /// Its children's digests, in order.
-    pub digests: [Hash8; 16],
-}
-
-/// The start of one listing group: the sender's entries in `node`, or in `part` of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct GroupHead {
-    /// The tree node whose entries are listed.
-    pub node: u32,
-    /// When a listing spans datagrams: the inclusive key-hash range this group covers.
-    pub part: Option<(Hash8, Hash8)>,
-    /// Number of summaries that follow (little-endian, fixed width so it can be patched).
-    pub count: [u8; 2],
-}
-
-/// One entry in a listing: its key hash and version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Summary {
-    /// The entry's key hash.
-    pub hash: Hash8,
-    /// The entry's version.
-    pub version: Version,
+    /// Its children's fingerprints, in order.
+    pub digests: [Fp; 16],
 }
 
 /// A probe: "are you there?", answered by an [`Message::Ack`] with the same `seq`.
@@ -199,22 +196,24 @@ pub enum Message<'a> {
     Digests {
         /// The table.
         tree: TreeId,
+        /// The salt of every fingerprint in the message.
+        salt: u32,
         /// The items.
         items: Items<'a, DigestItem>,
     },
-    /// (key hash, version) listings of tree nodes.
+    /// (short key hash, version) listings of tree nodes.
     Listing {
         /// The table.
         tree: TreeId,
         /// The groups.
         groups: Listing<'a>,
     },
-    /// "Send me these entries."
+    /// "Send me these entries": positions in listing groups.
     Fetch {
         /// The table.
         tree: TreeId,
-        /// Key hashes wanted.
-        hashes: Items<'a, Hash8>,
+        /// The groups.
+        groups: Fetches<'a>,
     },
     /// Full entries, in the table's own encoding (checked by the table before any is applied).
     Entries {
@@ -341,11 +340,13 @@ pub fn decode_message(rest: &[u8]) -> Result<Message<'_>, WireError> {
         }
         Kind::Digests => {
             let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
+            let (salt, rest) = postcard::take_from_bytes::<[u8; 4]>(rest).map_err(malformed)?;
             let (items, rest) = Items::validate(rest, MAX_ITEMS)?;
             if !rest.is_empty() {
                 return Err(WireError::Malformed);
             }
-            Message::Digests { tree, items }
+            let salt = u32::from_le_bytes(salt);
+            Message::Digests { tree, salt, items }
         }
         Kind::Listing => {
             let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
@@ -356,11 +357,10 @@ pub fn decode_message(rest: &[u8]) -> Result<Message<'_>, WireError> {
         }
         Kind::Fetch => {
             let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
-            let (hashes, rest) = Items::validate(rest, MAX_ITEMS)?;
-            if !rest.is_empty() {
-                return Err(WireError::Malformed);
+            Message::Fetch {
+                tree,
+                groups: Fetches::validate(rest)?,
             }
-            Message::Fetch { tree, hashes }
         }
         Kind::Entries => {
             let (tree, bytes) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
@@ -450,11 +450,36 @@ impl<'b> Encoder<'b> {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    /// Overwrites already-written bytes at `at` (a listing group's count, once its summaries are in).
-    pub fn patch(&mut self, at: usize, bytes: &[u8]) {
-        if let Some(dst) = self.buf.get_mut(at..at.saturating_add(bytes.len())) {
-            dst.copy_from_slice(bytes);
+    /// Forgets everything written after the first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.pos = self.pos.min(len);
+    }
+
+    /// Skips `n` bytes to be filled later by [`Encoder::fill`]; false (nothing skipped) if they do
+    /// not fit.
+    pub fn reserve(&mut self, n: usize) -> bool {
+        let ok = n <= self.remaining();
+        if ok {
+            self.pos = self.pos.saturating_add(n);
         }
+        ok
+    }
+
+    /// Fills the `reserved` bytes at `at` with `value` (at most that long), closing the gap left
+    /// behind: a head written after its items, once they are known.
+    pub fn fill<T: Serialize>(&mut self, at: usize, reserved: usize, value: &T) -> bool {
+        let end = at.saturating_add(reserved).min(self.pos);
+        let Some(Ok(n)) = self
+            .buf
+            .get_mut(at..end)
+            .map(|dst| postcard::to_slice(value, dst).map(|w| w.len()))
+        else {
+            return false;
+        };
+        let to = at.saturating_add(n);
+        self.buf.copy_within(end..self.pos, to);
+        self.pos = self.pos.saturating_sub(end.saturating_sub(to));
+        true
     }
 
     /// Ends the datagram, returning its length.
@@ -468,9 +493,11 @@ pub fn encode(header: &Header, msg: &Message<'_>, buf: &mut [u8]) -> Result<usiz
     let mut e = Encoder::new(buf, header, msg.kind())?;
     let ok = match msg {
         Message::Root(m) => e.push(m),
-        Message::Digests { tree, items } => e.push(tree) && e.push_raw(items.as_bytes()),
+        Message::Digests { tree, salt, items } => {
+            e.push(tree) && e.push(&salt.to_le_bytes()) && e.push_raw(items.as_bytes())
+        }
         Message::Listing { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
-        Message::Fetch { tree, hashes } => e.push(tree) && e.push_raw(hashes.as_bytes()),
+        Message::Fetch { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
         Message::Entries { tree, bytes } => e.push(tree) && e.push_raw(bytes),
         Message::Ping { probe, rumors } => e.push(probe) && e.push_raw(rumors),
         Message::Ack { seq, rumors } => e.push(seq) && e.push_raw(rumors),
@@ -495,10 +522,13 @@ pub const LIST_PREFIX_MAX: usize = HEADER_MAX + TreeId::POSTCARD_MAX_SIZE;
 const _: () = assert!(ROOT_MAX + TAG_RESERVE <= MIN_DATAGRAM);
 const _: () = assert!(HEADER_MAX + PROBE_REQUEST_MAX + TAG_RESERVE <= MIN_DATAGRAM);
 const _: () =
-    assert!(LIST_PREFIX_MAX + DigestItem::POSTCARD_MAX_SIZE + TAG_RESERVE <= MIN_DATAGRAM);
+    assert!(LIST_PREFIX_MAX + 4 + DigestItem::POSTCARD_MAX_SIZE + TAG_RESERVE <= MIN_DATAGRAM);
 const _: () = assert!(
-    LIST_PREFIX_MAX + GroupHead::POSTCARD_MAX_SIZE + Summary::POSTCARD_MAX_SIZE + TAG_RESERVE
+    LIST_PREFIX_MAX + GroupHead::POSTCARD_MAX_SIZE + 8 + Version::POSTCARD_MAX_SIZE + TAG_RESERVE
         <= MIN_DATAGRAM
+);
+const _: () = assert!(
+    LIST_PREFIX_MAX + FetchHead::POSTCARD_MAX_SIZE + BITMAP_BYTES + TAG_RESERVE <= MIN_DATAGRAM
 );
 
 #[cfg(test)]
@@ -531,17 +561,15 @@ mod tests {
             let mut buf = [0u8; DEFAULT_MAX_DATAGRAM];
             let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
             e.push(&TreeId::DATA);
-            let count = seed.len().min(20) as u16;
+            let count = seed.len().min(20) as u8;
             e.push(&GroupHead {
                 node: 3,
                 part: None,
-                count: count.to_le_bytes(),
+                width: 3,
+                count,
             });
             for (i, b) in seed.iter().take(20).enumerate() {
-                e.push(&Summary {
-                    hash: [*b; 8],
-                    version: Version::new(i as u64, 1, 0),
-                });
+                push_summary(&mut e, u64::from(*b), 3, &Version::new(i as u64, 1, 0));
             }
             let len = e.finish();
             let mut bytes = buf[..len].to_vec();
@@ -582,11 +610,12 @@ mod tests {
             // A list message: packs items until full, and decodes to the same items.
             let mut e = Encoder::new(&mut buf, &header(), Kind::Digests).unwrap();
             e.push(&TreeId::MEMBERS);
+            e.push(&count.to_le_bytes()[..4].try_into().unwrap_or([0u8; 4]));
             let mut written = std::vec::Vec::new();
             for &n in &nodes {
                 let item = DigestItem {
                     node: n,
-                    digests: [[n as u8; 8]; 16],
+                    digests: [[n as u8; 4]; 16],
                 };
                 if !e.push(&item) {
                     break;
@@ -594,7 +623,7 @@ mod tests {
                 written.push(item);
             }
             let len = e.finish();
-            let Ok((_, m @ Message::Digests { tree, items })) =
+            let Ok((_, m @ Message::Digests { tree, salt, items })) =
                 decode(&buf[..len], C, DEFAULT_MAX_DATAGRAM)
             else {
                 return false;
@@ -602,6 +631,7 @@ mod tests {
             let mut again = [0u8; DEFAULT_MAX_DATAGRAM];
             let len2 = encode(&header(), &m, &mut again).unwrap();
             tree == TreeId::MEMBERS
+                && salt == count as u32
                 && items.into_iter().collect::<std::vec::Vec<_>>() == written
                 && buf[..len] == again[..len2]
         }
@@ -656,7 +686,12 @@ mod tests {
         let mut buf = [0u8; 256];
         let mut e = Encoder::new(&mut buf, &header(), Kind::Fetch).unwrap();
         e.push(&TreeId::DATA);
-        e.push(&[1u8, 2, 3, 4, 5, 6, 7, 8]);
+        e.push(&FetchHead {
+            node: 1,
+            part: None,
+            count: 9,
+        });
+        e.push_raw(&[0xff, 1]);
         let len = e.finish();
         let good = &buf[..len];
         assert!(decode(good, C, DEFAULT_MAX_DATAGRAM).is_ok());
@@ -673,7 +708,7 @@ mod tests {
         v[2] = PROTOCOL + 1;
         assert_eq!(decode(&v, C, 1200), Err(WireError::UnsupportedProtocol));
         let mut v = good.to_vec();
-        let kind_at = len - 10;
+        let kind_at = len - 7;
         v[kind_at] = 99;
         assert_eq!(decode(&v, C, 1200), Err(WireError::UnknownKind));
         let mut r = Rejects::default();
@@ -690,7 +725,8 @@ mod tests {
         e.push(&GroupHead {
             node: 1,
             part: Some((9u64.to_be_bytes(), 3u64.to_be_bytes())),
-            count: [0, 0],
+            width: 8,
+            count: 0,
         });
         let len = e.finish();
         assert_eq!(decode(&buf[..len], C, 1200), Err(WireError::Malformed));

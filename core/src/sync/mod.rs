@@ -24,12 +24,17 @@
 use crate::pace::Pacer;
 use crate::tree::{Shape, TreeView, FANOUT};
 use crate::wire::{
-    DigestItem, Encoder, GroupHead, Hash8, Header, Items, Kind, Listing, Message, RootMsg, Summary,
-    TreeId,
+    fingerprint, push_summary, short_hash, DigestItem, Encoder, FetchHead, Fetches, GroupHead,
+    Hash8, Header, Items, Kind, Listing, Message, RootMsg, Summaries, TreeId, BITMAP_BYTES,
+    MAX_GROUP,
 };
 use crate::{Instant, Version};
 use core::net::SocketAddr;
 use heapless::{Deque, Vec};
+use nodes::NodeSet;
+use postcard::experimental::max_size::MaxSize;
+
+mod nodes;
 
 /// Key hashes per send or fetch task.
 const HASHES_PER_TASK: usize = 16;
@@ -41,8 +46,6 @@ const HASHES_PER_TASK: usize = 16;
 pub trait Replica {
     /// The table's digest tree, kept current on every change ([`crate::tree::Tree::view`]).
     fn tree(&self) -> TreeView<'_>;
-    /// The version of the entry under `hash`.
-    fn version_of(&self, hash: u64) -> Option<Version>;
     /// The entry with the smallest key hash in `from..=to`.
     fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)>;
     /// Appends the entry under `hash` to `enc`, as of `now`.
@@ -52,6 +55,12 @@ pub trait Replica {
     fn check_entries(&self, bytes: &[u8]) -> Result<usize, EntryError>;
     /// Applies a run that [`Replica::check_entries`] accepted; newest wins per entry.
     fn merge_entries(&mut self, now: Instant, bytes: &[u8]) -> Merged;
+    /// Whether no two entries ever share a version, as in key-value data where a version names one
+    /// write. Listings of such a table carry 3- or 4-byte key hashes instead of 8: a rare shared
+    /// short hash is then resolved by the next exchange, because the versions tell the keys apart.
+    fn versions_unique(&self) -> bool {
+        false
+    }
 }
 
 /// What [`Replica::encode_entry`] did.
@@ -225,14 +234,54 @@ pub use crate::wire::Transmit;
 enum Work {
     /// Send our root.
     Root { reply: bool },
-    /// Describe nodes `base + i` for each bit `i` of `mask` (the children of up to four neighbouring
-    /// nodes): child digests of inner nodes, listings of
-    /// leaves (from key hash `cursor` on, for the lowest pending leaf).
-    Describe { base: u32, mask: u64, cursor: u64 },
+    /// Describe `nodes` (the children of up to sixteen neighbouring nodes): child fingerprints of
+    /// inner nodes, listings of leaves, or listings of every node when `list` (from key hash
+    /// `cursor` on, for the lowest pending node).
+    Describe {
+        nodes: NodeSet,
+        cursor: u64,
+        list: bool,
+    },
     /// Send these entries.
     Send { hashes: Vec<u64, HASHES_PER_TASK> },
-    /// Ask for these entries.
-    Fetch { hashes: Vec<u64, HASHES_PER_TASK> },
+    /// Ask for entries by position in listing groups: encoded fetch groups.
+    Fetch { groups: Vec<u8, FETCH_BYTES> },
+}
+
+/// Bytes of encoded fetch groups per fetch task: a dozen sparse groups, or four full ones.
+const FETCH_BYTES: usize = 128;
+
+/// Positions wanted in one listing group of a peer.
+#[derive(Clone, Debug)]
+struct Wanted {
+    node: u32,
+    part: Option<(Hash8, Hash8)>,
+    count: u8,
+    bits: [u8; BITMAP_BYTES],
+}
+
+impl Wanted {
+    /// The group as a fetch encodes it, if any position is wanted.
+    fn encode<'b>(&self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+        if self.bits.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let head = FetchHead {
+            node: self.node,
+            part: self.part,
+            count: self.count,
+        };
+        let n = postcard::to_slice(&head, buf).ok()?.len();
+        let bits = self.bits.get(..usize::from(self.count).div_ceil(8))?;
+        buf.get_mut(n..n.saturating_add(bits.len()))?
+            .copy_from_slice(bits);
+        buf.get(..n.saturating_add(bits.len()))
+    }
+}
+
+/// Whether bit `i` of a fetch bitmap is set.
+fn bit(bits: &[u8], i: usize) -> bool {
+    bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
 #[derive(Clone, Debug)]
@@ -251,6 +300,8 @@ pub struct Engine<const TASKS: usize = 32> {
     pacer: Pacer,
     config: SyncConfig,
     stats: SyncStats,
+    /// The salt of the next digests message.
+    salt: u32,
 }
 
 impl<const TASKS: usize> Engine<TASKS> {
@@ -265,6 +316,7 @@ impl<const TASKS: usize> Engine<TASKS> {
             ),
             config,
             stats: SyncStats::default(),
+            salt: 0,
         }
     }
 
@@ -296,39 +348,26 @@ impl<const TASKS: usize> Engine<TASKS> {
         ok
     }
 
-    /// Adds the nodes of a describe to the queued describe at the tail when they lie within its 64
-    /// nodes: in a large divergence, neighbouring nodes differ together, and one task then holds the
-    /// children of four.
+    /// Adds the nodes of a describe to the queued describe at the tail when they lie within its
+    /// span: in a large divergence, neighbouring nodes differ together, and one task then holds the
+    /// children of sixteen.
     fn widen_tail(
         &mut self,
         to: SocketAddr,
         tree: TreeId,
         shape: Shape,
-        base: u32,
-        mask: u64,
+        (base, mask, list): (u32, u16, bool),
     ) -> bool {
         let Some(Task {
             to: t,
             tree: tr,
-            work:
-                Work::Describe {
-                    base: tail,
-                    mask: m,
-                    ..
-                },
+            work: Work::Describe { nodes, list: l, .. },
         }) = self.tasks.back_mut()
         else {
             return false;
         };
-        let Some(shift) = base.checked_sub(*tail).filter(|&s| s < u64::BITS) else {
-            return false;
-        };
-        let same_kind = shape.is_leaf(*tail) == shape.is_leaf(base);
-        if *t != to || *tr != tree || !same_kind || mask.leading_zeros() < shift {
-            return false;
-        }
-        *m |= mask << shift;
-        true
+        let same_kind = shape.is_leaf(nodes.base()) == shape.is_leaf(base) && *l == list;
+        *t == to && *tr == tree && same_kind && nodes.add(base, mask)
     }
 
     /// Starts an exchange of table `tree` with the peer at `to`. False if the queue is full.
@@ -376,24 +415,16 @@ impl<const TASKS: usize> Engine<TASKS> {
                 } else {
                     self.stats.mismatched = self.stats.mismatched.saturating_add(1);
                     handled.mismatched = true;
-                    self.enqueue(from, m.tree, describe(0, 1));
+                    self.enqueue(from, m.tree, describe(0, 1, false));
                 }
             }
-            Message::Digests { tree, items } => {
-                handled.described = self.digests(from, tree, items, replica)?;
+            Message::Digests { tree, salt, items } => {
+                handled.described = self.digests(from, tree, salt, items, replica)?;
             }
             Message::Listing { tree, groups } => {
                 (handled.described, handled.behind) = self.listing(from, tree, groups, replica)?;
             }
-            Message::Fetch { tree, hashes } => {
-                let mut plan = Plan::new(from, tree);
-                for h in hashes.into_iter().map(u64::from_be_bytes) {
-                    if replica.version_of(h).is_some() && !plan.push(self, h) {
-                        break;
-                    }
-                }
-                plan.flush(self);
-            }
+            Message::Fetch { tree, groups } => self.fetch(from, tree, groups, replica)?,
             Message::Ping { .. }
             | Message::Ack { .. }
             | Message::PingReq { .. }
@@ -410,16 +441,18 @@ impl<const TASKS: usize> Engine<TASKS> {
         Ok(handled)
     }
 
-    /// A peer's digests of some of our tree's nodes: asks about the children that differ.
+    /// A peer's fingerprints of some of our tree's nodes: asks about the children that differ.
     /// Whether the peer described our root (it found our replicas different).
     fn digests(
         &mut self,
         from: SocketAddr,
         tree: TreeId,
+        salt: u32,
         items: Items<'_, DigestItem>,
         replica: &dyn Replica,
     ) -> Result<bool, SyncError> {
-        let shape = replica.tree().shape();
+        let view = replica.tree();
+        let shape = view.shape();
         if items
             .into_iter()
             .any(|i| shape.first_child(i.node).is_none())
@@ -430,26 +463,52 @@ impl<const TASKS: usize> Engine<TASKS> {
         if described {
             self.stats.root_described = self.stats.root_described.saturating_add(1);
         }
+        let list = dense(view, salt, items);
         for item in items {
-            let ours = replica.tree().children(item.node).unwrap_or_default();
-            let mut mask = 0u16;
-            for (i, (a, b)) in ours.iter().zip(item.digests.iter()).enumerate() {
-                if a.to_be_bytes() != *b {
-                    mask |= 1 << i;
-                }
-            }
+            let mask = differing(view, salt, &item);
             if let (Some(base), true) = (shape.first_child(item.node), mask != 0) {
-                let mask = u64::from(mask);
-                if !self.widen_tail(from, tree, shape, base, mask) {
-                    self.enqueue(from, tree, describe(base, mask));
+                let work = (base, mask, list && !shape.is_leaf(base));
+                if !self.widen_tail(from, tree, shape, work) {
+                    self.enqueue(from, tree, describe(work.0, work.1, work.2));
                 }
             }
         }
         Ok(described)
     }
 
-    /// A peer's listing of (key hash, version) pairs: sends what we have newer and fetches what
-    /// it has newer. Whether it described our whole root, and whether we are behind.
+    /// A peer's fetch: the entries it wants from our listings, by position.
+    fn fetch(
+        &mut self,
+        from: SocketAddr,
+        tree: TreeId,
+        groups: Fetches<'_>,
+        replica: &dyn Replica,
+    ) -> Result<(), SyncError> {
+        let shape = replica.tree().shape();
+        for (head, _) in groups.groups() {
+            group_range(shape, head.node, head.part).ok_or(SyncError::BadListing)?;
+        }
+        let mut plan = Plan::new(from, tree);
+        for (head, bits) in groups.groups() {
+            let (lo, hi) = group_range(shape, head.node, head.part).unwrap_or((1, 0));
+            let ours = OursFrom {
+                replica,
+                next: Some(lo),
+                hi,
+            };
+            for (i, (h, _)) in ours.take(usize::from(head.count)).enumerate() {
+                if bit(bits, i) && !plan.push(self, h) {
+                    plan.flush(self);
+                    return Ok(());
+                }
+            }
+        }
+        plan.flush(self);
+        Ok(())
+    }
+
+    /// A peer's listing of (short key hash, version) pairs: sends what we have newer and fetches
+    /// what it has newer. Whether it described our whole root, and whether we are behind.
     fn listing(
         &mut self,
         from: SocketAddr,
@@ -459,8 +518,15 @@ impl<const TASKS: usize> Engine<TASKS> {
     ) -> Result<(bool, bool), SyncError> {
         let shape = replica.tree().shape();
         for (head, summaries) in groups.groups() {
-            group_range(shape, &head)
-                .filter(|&(lo, hi)| sorted_within(summaries, lo, hi))
+            let level = shape.level(head.node).unwrap_or(0);
+            group_range(shape, head.node, head.part)
+                .filter(|&(lo, hi)| {
+                    let (lo, hi) = (
+                        short_hash(lo, level, head.width),
+                        short_hash(hi, level, head.width),
+                    );
+                    sorted_within(summaries, lo, hi)
+                })
                 .ok_or(SyncError::BadListing)?;
         }
         let whole_root = |h: &GroupHead| h.node == 0 && h.part.is_none_or(|p| p.0 == [0; 8]);
@@ -470,8 +536,7 @@ impl<const TASKS: usize> Engine<TASKS> {
         }
         let mut plan = Plan::new(from, tree);
         for (head, summaries) in groups.groups() {
-            let (lo, hi) = group_range(shape, &head).unwrap_or((1, 0));
-            if !plan.compare(self, replica, lo, hi, summaries) {
+            if !plan.compare(self, replica, &head, summaries) {
                 break;
             }
         }
@@ -556,6 +621,13 @@ impl<const TASKS: usize> Engine<TASKS> {
         if kind != Kind::Root && !enc.push(&tree) {
             return Written::Stuck;
         }
+        let salt = self.salt;
+        if kind == Kind::Digests {
+            self.salt = salt.wrapping_add(0x9E37_79B9);
+            if !enc.push(&salt.to_le_bytes()) {
+                return Written::Stuck;
+            }
+        }
         let start = enc.len();
         let mut finished = 0usize;
         let shape = replica.tree().shape();
@@ -574,23 +646,15 @@ impl<const TASKS: usize> Engine<TASKS> {
                         reply: *reply,
                     })
                 }
-                Work::Describe { base, mask, cursor } => {
-                    write_describe(replica, &mut enc, *base, mask, cursor)
-                }
+                Work::Describe {
+                    nodes,
+                    cursor,
+                    list,
+                } => write_describe(replica, &mut enc, salt, *list, nodes, cursor),
                 Work::Send { hashes } => {
                     write_entries(now, replica, &mut enc, start, hashes, &mut self.stats)
                 }
-                Work::Fetch { hashes } => {
-                    let mut done = true;
-                    while let Some(&h) = hashes.first() {
-                        if !enc.push(&h.to_be_bytes()) {
-                            done = false;
-                            break;
-                        }
-                        hashes.remove(0);
-                    }
-                    done
-                }
+                Work::Fetch { groups } => enc.push_raw(groups),
             };
             if !done {
                 break;
@@ -620,34 +684,72 @@ enum Written {
 }
 
 /// Tasks packed into one datagram at most, so a datagram never holds more items or groups than the
-/// decoder accepts (each task adds at most 64 items or groups).
-const MAX_TASKS_PER_DATAGRAM: usize = crate::wire::MAX_ITEMS / u64::BITS as usize;
+/// decoder accepts (each task adds at most one per node of its set).
+const MAX_TASKS_PER_DATAGRAM: usize = crate::wire::MAX_ITEMS / NodeSet::SPAN as usize;
 
-fn describe(base: u32, mask: u64) -> Work {
+fn describe(base: u32, mask: u16, list: bool) -> Work {
     Work::Describe {
-        base,
-        mask,
+        nodes: NodeSet::new(base, mask),
         cursor: 0,
+        list,
     }
+}
+
+/// The children of `item`'s node whose fingerprints differ from ours, as a bit mask.
+fn differing(view: TreeView<'_>, salt: u32, item: &DigestItem) -> u16 {
+    let ours = view.children(item.node).unwrap_or_default();
+    let mut mask = 0u16;
+    for (i, (a, b)) in ours.iter().zip(item.digests.iter()).enumerate() {
+        if fingerprint(*a, salt) != *b {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
+/// Children compared before a divergence counts as dense at their scale.
+const DENSE_MIN_CHILDREN: u32 = 64;
+/// Entries expected below a node for it to be listed whole rather than described.
+const LIST_WHOLE_MAX: u64 = 64;
+
+/// Whether the differing children of these items are better listed whole than described: every one
+/// of at least [`DENSE_MIN_CHILDREN`] small inner children differs. The chance that a child of `n`
+/// entries differs is `1 - (1 - p)^n` for a share `p` of differing entries, so only a dense
+/// divergence (a quarter of the entries or more, as after a long partition or a bulk rewrite) makes
+/// them all differ; a sparse one still drills down to the few leaves that hold it.
+fn dense(view: TreeView<'_>, salt: u32, items: Items<'_, DigestItem>) -> bool {
+    let shape = view.shape();
+    let (mut compared, mut differ) = (0u32, 0u32);
+    for item in items {
+        let Some(child) = shape.first_child(item.node) else {
+            continue;
+        };
+        let level = shape.level(child).unwrap_or(0);
+        let per_child = view.count().checked_shr(4 * u32::from(level)).unwrap_or(0);
+        if shape.is_leaf(child) || per_child > LIST_WHOLE_MAX {
+            return false;
+        }
+        compared = compared.saturating_add(16);
+        differ = differ.saturating_add(differing(view, salt, &item).count_ones());
+    }
+    compared >= DENSE_MIN_CHILDREN && differ == compared
 }
 
 fn kind_of(work: &Work, shape: Shape) -> Kind {
     match work {
         Work::Root { .. } => Kind::Root,
-        Work::Describe { base, .. } if shape.is_leaf(*base) => Kind::Listing,
+        Work::Describe { nodes, list, .. } if *list || shape.is_leaf(nodes.base()) => Kind::Listing,
         Work::Describe { .. } => Kind::Digests,
         Work::Send { .. } => Kind::Entries,
         Work::Fetch { .. } => Kind::Fetch,
     }
 }
 
-/// The key-hash range a listing group covers, if it is a node of ours and its part lies inside it.
-fn group_range(shape: Shape, head: &GroupHead) -> Option<(u64, u64)> {
-    if !shape.is_leaf(head.node) {
-        return None;
-    }
-    let (lo, hi) = shape.range(head.node)?;
-    match head.part {
+/// The key-hash range a listing or fetch group covers, if it is a node of ours and its part lies
+/// inside it.
+fn group_range(shape: Shape, node: u32, part: Option<(Hash8, Hash8)>) -> Option<(u64, u64)> {
+    let (lo, hi) = shape.range(node)?;
+    match part {
         None => Some((lo, hi)),
         Some((a, b)) => {
             let (a, b) = (u64::from_be_bytes(a), u64::from_be_bytes(b));
@@ -656,36 +758,36 @@ fn group_range(shape: Shape, head: &GroupHead) -> Option<(u64, u64)> {
     }
 }
 
-fn sorted_within(summaries: crate::wire::Items<'_, Summary>, lo: u64, hi: u64) -> bool {
-    let mut prev: Option<u64> = None;
-    summaries.into_iter().all(|s| {
-        let h = u64::from_be_bytes(s.hash);
-        let ok = lo <= h && h <= hi && prev.is_none_or(|p| p < h);
-        prev = Some(h);
+/// Whether short hashes ascend (equal ones allowed: they are collisions) within `lo..=hi`.
+fn sorted_within(summaries: Summaries<'_>, lo: u64, hi: u64) -> bool {
+    let mut prev = lo;
+    summaries.into_iter().all(|(s, _)| {
+        let ok = prev <= s && s <= hi;
+        prev = s;
         ok
     })
 }
 
-/// Writes child digests or listings for the pending nodes of a describe task; true when all are done.
+/// Writes child fingerprints or listings for the pending nodes of a describe task; true when all
+/// are done.
 fn write_describe(
     replica: &dyn Replica,
     enc: &mut Encoder<'_>,
-    base: u32,
-    mask: &mut u64,
+    salt: u32,
+    list: bool,
+    nodes: &mut NodeSet,
     cursor: &mut u64,
 ) -> bool {
     let tree = replica.tree();
     let shape = tree.shape();
-    while *mask != 0 {
-        let i = mask.trailing_zeros();
-        let node = base.saturating_add(i);
-        if shape.is_leaf(node) {
+    while let Some(node) = nodes.first() {
+        if list || shape.is_leaf(node) {
             let Some((lo, hi)) = shape.range(node) else {
-                *mask &= !(1 << i);
+                nodes.remove(node);
                 continue;
             };
             let from = (*cursor).max(lo);
-            match write_group(replica, enc, node, from, lo, hi) {
+            match write_group(replica, enc, node, from, (lo, hi)) {
                 Some(next) => {
                     *cursor = next;
                     return false;
@@ -694,103 +796,88 @@ fn write_describe(
             }
         } else {
             let Some(children) = tree.children(node) else {
-                *mask &= !(1 << i);
+                nodes.remove(node);
                 continue;
             };
-            let mut digests = [[0u8; 8]; FANOUT];
+            let mut digests = [[0u8; 4]; FANOUT];
             for (d, c) in digests.iter_mut().zip(children.iter()) {
-                *d = c.to_be_bytes();
+                *d = fingerprint(*c, salt);
             }
             if !enc.push(&DigestItem { node, digests }) {
                 return false;
             }
         }
-        *mask &= !(1 << i);
+        nodes.remove(node);
     }
     true
 }
 
-/// Lists the entries of leaf `node` from key hash `from` on. Returns the hash to resume from when the
-/// datagram filled up first, `None` when the leaf is done.
+/// Bytes of key hash per summary in a listing of `node`: full hashes unless versions tell keys apart;
+/// otherwise 3 bytes for a node small enough that two of its keys rarely share them, else 4.
+fn hash_width(replica: &dyn Replica, node: u32) -> u8 {
+    let view = replica.tree();
+    let level = view.shape().level(node).unwrap_or(0);
+    let expected = view.count().checked_shr(4 * u32::from(level)).unwrap_or(0);
+    match (replica.versions_unique(), expected <= LIST_WHOLE_MAX) {
+        (false, _) => 8,
+        (true, true) => 3,
+        (true, false) => 4,
+    }
+}
+
+/// Lists the entries of `node` (range `lo..=hi`) from key hash `from` on. Returns the hash to resume
+/// from when the datagram or the group filled up first, `None` when the node is done.
 fn write_group(
     replica: &dyn Replica,
     enc: &mut Encoder<'_>,
     node: u32,
     from: u64,
-    lo: u64,
-    hi: u64,
+    (lo, hi): (u64, u64),
 ) -> Option<u64> {
-    // First pass: how many summaries fit after a head that may need a part range.
-    let part_head = GroupHead {
-        node,
-        part: Some(([0; 8], [0; 8])),
-        count: [0; 2],
-    };
-    let head_size = postcard::experimental::serialized_size(&part_head).unwrap_or(usize::MAX);
-    let Some(mut room) = enc.remaining().checked_sub(head_size) else {
+    let level = replica.tree().shape().level(node).unwrap_or(0);
+    let width = hash_width(replica, node);
+    // The head goes in front once the summaries say whether the group is whole.
+    let at = enc.len();
+    if !enc.reserve(GroupHead::POSTCARD_MAX_SIZE) {
         return Some(from);
+    }
+    let (mut count, mut last) = (0u8, None);
+    let mut ours = OursFrom {
+        replica,
+        next: Some(from),
+        hi,
     };
-    let (mut count, mut last, mut next) = (0u16, None, Some(from).filter(|&f| f <= hi));
-    while let Some(h) = next {
-        let Some((hash, version)) = replica.first_in(h, hi) else {
-            next = None;
-            break;
-        };
-        let size = postcard::experimental::serialized_size(&Summary {
-            hash: [0; 8],
-            version,
-        })
-        .unwrap_or(usize::MAX);
-        if size > room || count == u16::MAX {
+    let mut next = ours.next();
+    while let Some((hash, version)) = next {
+        if usize::from(count) >= MAX_GROUP
+            || !push_summary(enc, short_hash(hash, level, width), width, &version)
+        {
             break;
         }
-        room = room.saturating_sub(size);
         count = count.saturating_add(1);
         last = Some(hash);
-        next = hash.checked_add(1).filter(|&n| n <= hi);
+        next = ours.next();
     }
     let complete = next.is_none();
-    if count == 0 && !complete {
-        return Some(from);
-    }
-    let part: Option<(Hash8, Hash8)> = if complete && from == lo {
-        None
-    } else {
-        let end = if complete { hi } else { last.unwrap_or(from) };
-        Some((from.to_be_bytes(), end.to_be_bytes()))
+    let part = match (complete && from == lo, complete, last) {
+        (true, _, _) => None,
+        (false, true, _) => Some((from, hi)),
+        (false, false, Some(l)) => Some((from, l)),
+        (false, false, None) => {
+            enc.truncate(at);
+            return Some(from);
+        }
     };
     let head = GroupHead {
         node,
-        part,
-        count: count.to_le_bytes(),
+        part: part.map(|(a, b)| (a.to_be_bytes(), b.to_be_bytes())),
+        width,
+        count,
     };
-    if !enc.push(&head) {
-        return Some(from);
-    }
-    let count_at = enc.len().saturating_sub(2);
-    let (mut at, mut written) = (Some(from), 0u16);
-    while let Some(h) = at.filter(|&h| h <= hi && written < count) {
-        let Some((hash, version)) = replica.first_in(h, hi) else {
-            break;
-        };
-        let summary = Summary {
-            hash: hash.to_be_bytes(),
-            version,
-        };
-        if !enc.push(&summary) {
-            break;
-        }
-        written = written.saturating_add(1);
-        at = hash.checked_add(1);
-    }
-    if written != count {
-        // The replica changed between the passes: the group says what was really written.
-        enc.patch(count_at, &written.to_le_bytes());
-    }
-    if complete {
-        None
-    } else {
-        last.and_then(|l| l.checked_add(1))
+    enc.fill(at, GroupHead::POSTCARD_MAX_SIZE, &head);
+    match (complete, last) {
+        (true, _) => None,
+        (false, l) => l.and_then(|l| l.checked_add(1)),
     }
 }
 
@@ -804,7 +891,8 @@ fn write_entries(
     hashes: &mut Vec<u64, HASHES_PER_TASK>,
     stats: &mut SyncStats,
 ) -> bool {
-    while let Some(&h) = hashes.first() {
+    // From the back: the order of entries does not matter, and nothing shifts.
+    while let Some(&h) = hashes.last() {
         match replica.encode_entry(now, h, enc) {
             Encoded::Written => stats.entries_sent = stats.entries_sent.saturating_add(1),
             Encoded::Missing => {}
@@ -813,18 +901,18 @@ fn write_entries(
             }
             Encoded::NoRoom => return false,
         }
-        hashes.remove(0);
+        hashes.pop();
     }
     true
 }
 
-/// Entries to push and to fetch, gathered while comparing a listing, queued in tasks of
-/// [`HASHES_PER_TASK`].
+/// Entries to push and to fetch, gathered while comparing a listing: pushes in tasks of
+/// [`HASHES_PER_TASK`], fetches as one bitmap per listing group.
 struct Plan {
     to: SocketAddr,
     tree: TreeId,
     send: Vec<u64, HASHES_PER_TASK>,
-    fetch: Vec<u64, HASHES_PER_TASK>,
+    fetch: Vec<u8, FETCH_BYTES>,
     /// Whether anything was planned for fetching: the peer is ahead.
     pulled: bool,
 }
@@ -843,78 +931,114 @@ impl Plan {
     /// Plans to send `hash`; false once the engine's queue is full (the rest waits for the next
     /// exchange).
     fn push<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
-        add(
-            engine,
-            (self.to, self.tree),
-            &mut self.send,
-            hash,
-            |hashes| Work::Send { hashes },
-        )
+        let (to, tree) = (self.to, self.tree);
+        if self.send.is_full()
+            && !engine.enqueue(
+                to,
+                tree,
+                Work::Send {
+                    hashes: core::mem::take(&mut self.send),
+                },
+            )
+        {
+            return false;
+        }
+        let _ = self.send.push(hash);
+        true
     }
 
-    /// Plans to fetch `hash`; false once the engine's queue is full.
-    fn pull<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
-        engine.stats.wanted = engine.stats.wanted.saturating_add(1);
-        self.pulled = true;
-        add(
-            engine,
-            (self.to, self.tree),
-            &mut self.fetch,
-            hash,
-            |hashes| Work::Fetch { hashes },
-        )
-    }
-
-    /// Merges the peer's sorted summaries of `lo..=hi` with ours; false if the queue filled up.
+    /// Merges the peer's summaries of one listing group with our entries of its range; false if
+    /// the queue filled up. When a short hash repeats on either side (two keys share it), versions
+    /// under equal short hashes are not compared: both entries travel, so nothing is missed.
     fn compare<const T: usize>(
         &mut self,
         engine: &mut Engine<T>,
         replica: &dyn Replica,
-        lo: u64,
-        hi: u64,
-        theirs: crate::wire::Items<'_, Summary>,
+        head: &GroupHead,
+        theirs: Summaries<'_>,
     ) -> bool {
-        let mut ours = OursFrom {
-            replica,
-            next: Some(lo),
-            hi,
+        let shape = replica.tree().shape();
+        let level = shape.level(head.node).unwrap_or(0);
+        let Some((lo, hi)) = group_range(shape, head.node, head.part) else {
+            return true;
         };
-        let mut mine = ours.next();
-        for s in theirs {
-            let h = u64::from_be_bytes(s.hash);
-            while let Some((mh, _)) = mine.filter(|&(mh, _)| mh < h) {
-                if !self.push(engine, mh) {
-                    return false;
-                }
-                mine = ours.next();
+        let ours = || {
+            OursFrom {
+                replica,
+                next: Some(lo),
+                hi,
             }
-            let ok = match mine {
-                Some((mh, mv)) if mh == h => {
-                    mine = ours.next();
-                    match mv.cmp(&s.version) {
-                        core::cmp::Ordering::Greater => self.push(engine, h),
-                        core::cmp::Ordering::Less => self.pull(engine, h),
-                        core::cmp::Ordering::Equal => true,
+            .map(move |(h, v)| (short_hash(h, level, head.width), h, v))
+        };
+        let collided = repeats(&mut theirs.map(|t| t.0)) || repeats(&mut ours().map(|o| o.0));
+        let mut want = Wanted {
+            node: head.node,
+            part: head.part,
+            count: head.count,
+            bits: [0; BITMAP_BYTES],
+        };
+        let (mut ours, mut theirs) = (ours(), theirs.enumerate());
+        let (mut o, mut t) = (ours.next(), theirs.next());
+        while o.is_some() || t.is_some() {
+            let (os, ts) = (o.map(|o| o.0), t.map(|t| t.1 .0));
+            let (push, pull) = match (o, t) {
+                (Some((_, _, v)), Some((_, (_, tv)))) if os == ts && !collided => (v > tv, v < tv),
+                _ => match (os, ts) {
+                    (Some(a), Some(b)) => (a <= b, b <= a),
+                    (a, b) => (a.is_some(), b.is_some()),
+                },
+            };
+            if push {
+                if let Some((_, h, _)) = o {
+                    if !self.push(engine, h) {
+                        return false;
                     }
                 }
-                _ => self.pull(engine, h),
-            };
-            if !ok {
+            }
+            if pull {
+                if let Some((i, _)) = t {
+                    self.pull(engine, &mut want, i);
+                }
+            }
+            if push || os == ts {
+                o = ours.next();
+            }
+            if pull || os == ts {
+                t = theirs.next();
+            }
+        }
+        let mut buf = [0u8; FETCH_BYTES];
+        let Some(group) = want.encode(&mut buf) else {
+            return true;
+        };
+        if self.fetch.len().saturating_add(group.len()) > FETCH_BYTES {
+            let groups = core::mem::take(&mut self.fetch);
+            if !engine.enqueue(self.to, self.tree, Work::Fetch { groups }) {
                 return false;
             }
         }
-        while let Some((mh, _)) = mine {
-            if !self.push(engine, mh) {
-                return false;
-            }
-            mine = ours.next();
+        let _ = self.fetch.extend_from_slice(group);
+        true
+    }
+
+    /// Marks position `i` of the group as wanted.
+    fn pull<const T: usize>(
+        &mut self,
+        engine: &mut Engine<T>,
+        want: &mut Wanted,
+        i: usize,
+    ) -> bool {
+        engine.stats.wanted = engine.stats.wanted.saturating_add(1);
+        self.pulled = true;
+        if let Some(b) = want.bits.get_mut(i / 8) {
+            *b |= 1 << (i % 8);
         }
         true
     }
 
     fn flush<const T: usize>(self, engine: &mut Engine<T>) {
         if !self.fetch.is_empty() {
-            engine.enqueue(self.to, self.tree, Work::Fetch { hashes: self.fetch });
+            engine.enqueue(self.to, self.tree, Work::Fetch { groups: self.fetch });
         }
         if !self.send.is_empty() {
             engine.enqueue(self.to, self.tree, Work::Send { hashes: self.send });
@@ -922,19 +1046,15 @@ impl Plan {
     }
 }
 
-/// Adds `hash` to `list`, first queueing the list as a task when it is full; false if the queue is.
-fn add<const T: usize>(
-    engine: &mut Engine<T>,
-    (to, tree): (SocketAddr, TreeId),
-    list: &mut Vec<u64, HASHES_PER_TASK>,
-    hash: u64,
-    work: fn(Vec<u64, HASHES_PER_TASK>) -> Work,
-) -> bool {
-    if list.is_full() && !engine.enqueue(to, tree, work(core::mem::take(list))) {
-        return false;
+/// Whether a value repeats in an ascending sequence.
+fn repeats(sorted: &mut dyn Iterator<Item = u64>) -> bool {
+    let mut prev = None;
+    for s in sorted {
+        if prev.replace(s) == Some(s) {
+            return true;
+        }
     }
-    let _ = list.push(hash);
-    true
+    false
 }
 
 /// Our entries in a hash range, ascending.
@@ -1090,14 +1210,27 @@ mod tests {
     }
 
     #[test]
-    fn fetching_unknown_hashes_sends_nothing_and_cancels_nothing() {
+    fn fetching_positions_we_do_not_hold_sends_nothing_and_cancels_nothing() {
         let mut a = map(1, 0..10);
         let mut e: Engine = Engine::new(SyncConfig::default());
         let mut buf = [0u8; 64];
         let header = Header::new(C, NodeId(2));
+        // Every position of a listing of 200 entries in a leaf that holds none of ours.
+        let shape = a.tree().shape();
+        let empty = (1..=16u32)
+            .find(|&n| {
+                let (lo, hi) = shape.range(n).unwrap();
+                a.first_in(lo, hi).is_none()
+            })
+            .unwrap();
         let mut enc = Encoder::new(&mut buf, &header, Kind::Fetch).unwrap();
         enc.push(&TreeId::DATA);
-        enc.push(&[9u8; 8]);
+        enc.push(&FetchHead {
+            node: empty,
+            part: None,
+            count: 200,
+        });
+        enc.push_raw(&[0xff; 25]);
         let n = enc.finish();
         let (_, fetch) = decode(&buf[..n], C, DEFAULT_MAX_DATAGRAM).unwrap();
         e.handle(Instant::ZERO, addr(2), &fetch, &mut a).unwrap();
@@ -1112,7 +1245,7 @@ mod tests {
     }
 
     #[test]
-    fn listings_of_inner_nodes_are_refused() {
+    fn listings_of_unknown_nodes_are_refused() {
         let mut a = map(1, 0..100);
         let mut e: Engine = Engine::new(SyncConfig::default());
         let mut buf = [0u8; 64];
@@ -1120,9 +1253,10 @@ mod tests {
         let mut enc = Encoder::new(&mut buf, &header, Kind::Listing).unwrap();
         enc.push(&TreeId::DATA);
         enc.push(&GroupHead {
-            node: 0,
+            node: 17,
             part: None,
-            count: [0, 0],
+            width: 3,
+            count: 0,
         });
         let n = enc.finish();
         let (_, listing) = decode(&buf[..n], C, DEFAULT_MAX_DATAGRAM).unwrap();
@@ -1139,18 +1273,21 @@ mod tests {
         let mut e: Engine<8> = Engine::new(SyncConfig::default());
         let (b, d) = (addr(2), TreeId::DATA);
         // The children of nodes 1 and 2 (level 2: 17..=32 and 33..=48) go in one task.
-        assert!(e.enqueue(b, d, describe(17, 0xffff)));
-        assert!(e.widen_tail(b, d, shape, 33, 0x00ff));
+        assert!(e.enqueue(b, d, describe(17, 0xffff, false)));
+        assert!(e.widen_tail(b, d, shape, (33, 0x00ff, false)));
         assert_eq!(e.tasks.len(), 1);
+        let mut expected = NodeSet::new(17, 0xffff);
+        expected.add(33, 0x00ff);
         assert!(matches!(
             e.tasks.back().map(|t| &t.work),
-            Some(Work::Describe { base: 17, mask, .. }) if *mask == 0x00ff_ffff
+            Some(Work::Describe { nodes, .. }) if *nodes == expected
         ));
-        // Not beyond 64 nodes, not another level, not another peer or table.
-        assert!(!e.widen_tail(b, d, shape, 17 + 64, 1));
-        assert!(!e.widen_tail(b, d, shape, 1, 1));
-        assert!(!e.widen_tail(addr(3), d, shape, 33, 1));
-        assert!(!e.widen_tail(b, TreeId::MEMBERS, shape, 33, 1));
+        // Not beyond 256 nodes, not another level, not another peer or table, nor listings.
+        assert!(!e.widen_tail(b, d, shape, (17 + 256, 1, false)));
+        assert!(!e.widen_tail(b, d, shape, (49, 1, true)));
+        assert!(!e.widen_tail(b, d, shape, (1, 1, false)));
+        assert!(!e.widen_tail(addr(3), d, shape, (33, 1, false)));
+        assert!(!e.widen_tail(b, TreeId::MEMBERS, shape, (33, 1, false)));
         assert_eq!(e.stats().dropped, 0);
     }
 

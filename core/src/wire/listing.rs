@@ -1,0 +1,228 @@
+//! The compact lists of anti-entropy: listings of (short key hash, version) and fetches by position.
+//!
+//! A listing group names a tree node (or a part of its key-hash range), so every key hash in it shares
+//! the node's prefix: a summary carries only the next `width` bytes of the hash, chosen by the sender
+//! for the group's size. Two keys may then share a short hash; the receiver treats such a short hash as
+//! unknown on both sides (it pushes all of its own and fetches all of the sender's), so a collision costs
+//! a few entries, never a missed one.
+//!
+//! A fetch answers a group by position: the group's head again, and a bitmap of the summaries wanted.
+//! The lister walks the same range in the same order to find them, with no per-peer state.
+
+use super::{Encoder, Hash8, WireError, MAX_ITEMS};
+use crate::tree::BITS;
+use crate::Version;
+use postcard::experimental::max_size::MaxSize;
+use serde::{Deserialize, Serialize};
+
+/// Most summaries in one listing group, and so bits in one fetch bitmap.
+pub const MAX_GROUP: usize = u8::MAX as usize;
+
+/// Bytes of the largest fetch bitmap.
+pub const BITMAP_BYTES: usize = MAX_GROUP.div_ceil(8);
+
+/// The start of one listing group: the sender's entries in `node`, or in `part` of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GroupHead {
+    /// The tree node whose entries are listed.
+    pub node: u32,
+    /// When a listing spans datagrams: the inclusive key-hash range this group covers.
+    pub part: Option<(Hash8, Hash8)>,
+    /// Bytes of key hash per summary (1 to 8), after the bits the node's level fixes.
+    pub width: u8,
+    /// Number of summaries that follow (fixed width, so it can be patched).
+    pub count: u8,
+}
+
+/// The start of one fetch group: the listing group it answers, followed by a bitmap of
+/// `count.div_ceil(8)` bytes, bit `i` (least significant first) asking for the `i`-th summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FetchHead {
+    /// The listed node.
+    pub node: u32,
+    /// The listed part of its range, as the listing gave it.
+    pub part: Option<(Hash8, Hash8)>,
+    /// Summaries the listing group held.
+    pub count: u8,
+}
+
+/// The `width`-byte short form of `hash` in a group of a node at `level`: the bits that follow the
+/// prefix every hash below the node shares. Order-preserving within the node.
+pub fn short_hash(hash: u64, level: u8, width: u8) -> u64 {
+    let bits = 8 * u32::from(width.clamp(1, 8));
+    let shift = (BITS * u32::from(level)).min(64 - bits);
+    hash.wrapping_shl(shift).wrapping_shr(64 - bits)
+}
+
+/// Appends one summary, whole or not at all.
+pub fn push_summary(enc: &mut Encoder<'_>, short: u64, width: u8, version: &Version) -> bool {
+    let w = usize::from(width.clamp(1, 8));
+    let (at, bytes) = (enc.len(), short.to_be_bytes());
+    let ok = enc.push_raw(bytes.get(8 - w..).unwrap_or(&bytes)) && enc.push(version);
+    if !ok {
+        enc.truncate(at);
+    }
+    ok
+}
+
+fn take_summary(bytes: &[u8], width: u8) -> Option<((u64, Version), &[u8])> {
+    let w = usize::from(width);
+    let (short, rest) = (bytes.get(..w)?, bytes.get(w..)?);
+    let (version, rest) = postcard::take_from_bytes::<Version>(rest).ok()?;
+    let mut b = [0u8; 8];
+    b.get_mut(8 - w..)?.copy_from_slice(short);
+    Some(((u64::from_be_bytes(b), version), rest))
+}
+
+/// A validated listing: groups, each a [`GroupHead`] followed by its summaries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Listing<'a> {
+    bytes: &'a [u8],
+}
+
+impl core::fmt::Debug for Listing<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Listing({} bytes)", self.bytes.len())
+    }
+}
+
+fn valid_part(part: Option<(Hash8, Hash8)>) -> bool {
+    part.is_none_or(|(lo, hi)| u64::from_be_bytes(lo) <= u64::from_be_bytes(hi))
+}
+
+impl<'a> Listing<'a> {
+    pub(super) fn validate(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let mut groups = GroupIter { rest: bytes };
+        for _ in 0..MAX_ITEMS {
+            if groups.rest.is_empty() {
+                return Ok(Listing { bytes });
+            }
+            groups.next().ok_or(WireError::Malformed)?;
+        }
+        Err(WireError::Malformed)
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The groups, each with its summaries.
+    pub fn groups(&self) -> GroupIter<'a> {
+        GroupIter { rest: self.bytes }
+    }
+}
+
+/// Iterator over the groups of a [`Listing`].
+pub struct GroupIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for GroupIter<'a> {
+    type Item = (GroupHead, Summaries<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let (head, after) = postcard::take_from_bytes::<GroupHead>(self.rest).ok()?;
+        if !(1..=8).contains(&head.width) || !valid_part(head.part) {
+            return None;
+        }
+        let mut rest = after;
+        for _ in 0..head.count {
+            rest = take_summary(rest, head.width)?.1;
+        }
+        let used = after.len().saturating_sub(rest.len());
+        let summaries = Summaries {
+            bytes: after.get(..used)?,
+            width: head.width,
+        };
+        self.rest = rest;
+        Some((head, summaries))
+    }
+}
+
+/// The summaries of one listing group: (short key hash, version), in the sender's key-hash order.
+#[derive(Clone, Copy, Debug)]
+pub struct Summaries<'a> {
+    bytes: &'a [u8],
+    width: u8,
+}
+
+impl Iterator for Summaries<'_> {
+    type Item = (u64, Version);
+    fn next(&mut self) -> Option<(u64, Version)> {
+        let (s, rest) = take_summary(self.bytes, self.width)?;
+        self.bytes = rest;
+        Some(s)
+    }
+}
+
+/// A validated fetch: groups, each a [`FetchHead`] followed by its bitmap.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fetches<'a> {
+    bytes: &'a [u8],
+}
+
+impl core::fmt::Debug for Fetches<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Fetches({} bytes)", self.bytes.len())
+    }
+}
+
+impl<'a> Fetches<'a> {
+    pub(super) fn validate(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let mut groups = FetchIter { rest: bytes };
+        for _ in 0..MAX_ITEMS {
+            if groups.rest.is_empty() {
+                return Ok(Fetches { bytes });
+            }
+            groups.next().ok_or(WireError::Malformed)?;
+        }
+        Err(WireError::Malformed)
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The groups, each with its bitmap.
+    pub fn groups(&self) -> FetchIter<'a> {
+        FetchIter { rest: self.bytes }
+    }
+}
+
+/// Iterator over the groups of [`Fetches`].
+pub struct FetchIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for FetchIter<'a> {
+    type Item = (FetchHead, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        let (head, after) = postcard::take_from_bytes::<FetchHead>(self.rest).ok()?;
+        let n = usize::from(head.count).div_ceil(8);
+        if !valid_part(head.part) {
+            return None;
+        }
+        let (bits, rest) = (after.get(..n)?, after.get(n..)?);
+        self.rest = rest;
+        Some((head, bits))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_hashes_keep_the_order_below_a_node() {
+        // Level 2 fixes the top 8 bits; a 3-byte short hash is the next 24.
+        let h = 0xAB_CD_EF_12_34_56_78_9A;
+        assert_eq!(short_hash(h, 2, 3), 0xCD_EF_12);
+        assert_eq!(short_hash(h, 0, 8), h);
+        // Deeper than the width allows: the lowest bytes.
+        assert_eq!(short_hash(h, 16, 2), 0x78_9A);
+        assert!(short_hash(0xAB10 << 48, 2, 2) < short_hash(0xAB20 << 48, 2, 2));
+    }
+}
