@@ -117,14 +117,15 @@ pub fn reconcile<R: Replica>(
         a.engine.start(b.addr, tree);
         loop {
             for (from, peer) in [&mut *a, &mut *b].into_iter().enumerate() {
-                while let Some(tx) =
-                    peer.engine
-                        .poll_transmit(now, &peer.header, &peer.replica, &mut buf)
-                {
-                    let bytes = buf[..tx.len].to_vec();
-                    record(&mut t, &bytes, tx.kind, link.max_datagram);
-                    net.send(now, from, 1 - from, bytes, peer.depth + 1);
-                }
+                drain(
+                    peer,
+                    from,
+                    now,
+                    &mut net,
+                    &mut t,
+                    &mut buf,
+                    link.max_datagram,
+                );
             }
             let wake = [
                 a.engine.poll_timeout(),
@@ -136,7 +137,8 @@ pub fn reconcile<R: Replica>(
             };
             now = now.max(next);
             while let Some(d) = net.pop_due(now) {
-                let peer = if d.to == 1 { &mut *b } else { &mut *a };
+                let to = d.to;
+                let peer = if to == 1 { &mut *b } else { &mut *a };
                 t.round_trips = t.round_trips.max(base + d.tag.div_ceil(2));
                 peer.depth = peer.depth.max(d.tag);
                 match wire::decode(&d.bytes, CLUSTER, link.max_datagram) {
@@ -151,6 +153,8 @@ pub fn reconcile<R: Replica>(
                     }
                     Err(_) => t.rejected += 1,
                 }
+                // As a node is driven: what an input made ready leaves before the next input.
+                drain(peer, to, now, &mut net, &mut t, &mut buf, link.max_datagram);
             }
         }
     }
@@ -158,6 +162,26 @@ pub fn reconcile<R: Replica>(
     t.reordered = net.stats().reordered;
     t.duplicated = net.stats().duplicated;
     (t, now)
+}
+
+/// Sends every datagram `peer` (index `from`) is ready to send at `now`.
+fn drain<R: Replica>(
+    peer: &mut Peer<R>,
+    from: usize,
+    now: Instant,
+    net: &mut Net,
+    t: &mut Traffic,
+    buf: &mut [u8],
+    max: usize,
+) {
+    while let Some(tx) = peer
+        .engine
+        .poll_transmit(now, &peer.header, &peer.replica, buf)
+    {
+        let bytes = buf[..tx.len].to_vec();
+        record(t, &bytes, tx.kind, max);
+        net.send(now, from, 1 - from, bytes, peer.depth + 1);
+    }
 }
 
 fn record(t: &mut Traffic, bytes: &[u8], kind: Kind, max: usize) {

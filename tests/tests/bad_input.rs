@@ -94,12 +94,15 @@ fn each_kind_of_bad_datagram_gets_its_reason() {
     // A listing that names a node our tree does not have.
     let mut e = Encoder::new(&mut buf, &header, Kind::Listing).unwrap();
     e.push(&TreeId::DATA);
-    e.push(&GroupHead {
-        node: 9_999,
-        part: None,
-        width: 8,
-        count: 1,
-    });
+    wire::push_group_head(
+        &mut e,
+        &GroupHead {
+            node: 9_999,
+            part: None,
+            count: 1,
+        },
+        8,
+    );
     wire::push_summary(&mut e, 0, 8, &Version::new(1, 1, 0));
     let n = e.finish();
     assert_eq!(

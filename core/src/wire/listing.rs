@@ -21,7 +21,12 @@ pub const MAX_GROUP: usize = u8::MAX as usize;
 /// Bytes of the largest fetch bitmap.
 pub const BITMAP_BYTES: usize = MAX_GROUP.div_ceil(8);
 
-/// The start of one listing group: the sender's entries in `node`, or in `part` of it.
+/// The start of one listing or fetch group: the sender's entries in `node`, or in `part` of it.
+///
+/// In a listing it is followed by the width byte (bytes of key hash per summary, 1 to 8, after the
+/// bits the node's level fixes) and `count` summaries. In a fetch it repeats the listing group's
+/// head, followed by a bitmap of `count.div_ceil(8)` bytes, bit `i` (least significant first)
+/// asking for the `i`-th summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct GroupHead {
@@ -29,38 +34,41 @@ pub struct GroupHead {
     pub node: u32,
     /// When a listing spans datagrams: the inclusive key-hash range this group covers.
     pub part: Option<(Hash8, Hash8)>,
-    /// Bytes of key hash per summary (1 to 8), after the bits the node's level fixes.
-    pub width: u8,
-    /// Number of summaries that follow (fixed width, so it can be patched).
+    /// Number of summaries in the listing group (fixed width).
     pub count: u8,
 }
 
-/// The start of one fetch group: the listing group it answers, followed by a bitmap of
-/// `count.div_ceil(8)` bytes, bit `i` (least significant first) asking for the `i`-th summary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct FetchHead {
-    /// The listed node.
-    pub node: u32,
-    /// The listed part of its range, as the listing gave it.
-    pub part: Option<(Hash8, Hash8)>,
-    /// Summaries the listing group held.
-    pub count: u8,
+/// Largest encoded listing group head: the head and its width byte.
+pub const LISTING_HEAD_MAX: usize = GroupHead::POSTCARD_MAX_SIZE + 1;
+
+/// Appends a listing group's head: [`GroupHead`] and the width byte.
+pub fn push_group_head(enc: &mut Encoder<'_>, head: &GroupHead, width: u8) -> bool {
+    enc.push(&(head, width))
+}
+
+fn take_head(bytes: &[u8]) -> Option<(GroupHead, &[u8])> {
+    let (head, rest) = postcard::take_from_bytes::<GroupHead>(bytes).ok()?;
+    let part_ok = head
+        .part
+        .is_none_or(|(lo, hi)| u64::from_be_bytes(lo) <= u64::from_be_bytes(hi));
+    part_ok.then_some((head, rest))
 }
 
 /// The `width`-byte short form of `hash` in a group of a node at `level`: the bits that follow the
 /// prefix every hash below the node shares. Order-preserving within the node.
 pub fn short_hash(hash: u64, level: u8, width: u8) -> u64 {
     let bits = 8 * u32::from(width.clamp(1, 8));
-    let shift = (BITS * u32::from(level)).min(64 - bits);
-    hash.wrapping_shl(shift).wrapping_shr(64 - bits)
+    let rest = 64u32.saturating_sub(bits);
+    let shift = (BITS * u32::from(level)).min(rest);
+    hash.wrapping_shl(shift).wrapping_shr(rest)
 }
 
 /// Appends one summary, whole or not at all.
 pub fn push_summary(enc: &mut Encoder<'_>, short: u64, width: u8, version: &Version) -> bool {
     let w = usize::from(width.clamp(1, 8));
     let (at, bytes) = (enc.len(), short.to_be_bytes());
-    let ok = enc.push_raw(bytes.get(8 - w..).unwrap_or(&bytes)) && enc.push(version);
+    let ok =
+        enc.push_raw(bytes.get(8usize.saturating_sub(w)..).unwrap_or(&bytes)) && enc.push(version);
     if !ok {
         enc.truncate(at);
     }
@@ -72,7 +80,7 @@ fn take_summary(bytes: &[u8], width: u8) -> Option<((u64, Version), &[u8])> {
     let (short, rest) = (bytes.get(..w)?, bytes.get(w..)?);
     let (version, rest) = postcard::take_from_bytes::<Version>(rest).ok()?;
     let mut b = [0u8; 8];
-    b.get_mut(8 - w..)?.copy_from_slice(short);
+    b.get_mut(8usize.checked_sub(w)?..)?.copy_from_slice(short);
     Some(((u64::from_be_bytes(b), version), rest))
 }
 
@@ -86,10 +94,6 @@ impl core::fmt::Debug for Listing<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "Listing({} bytes)", self.bytes.len())
     }
-}
-
-fn valid_part(part: Option<(Hash8, Hash8)>) -> bool {
-    part.is_none_or(|(lo, hi)| u64::from_be_bytes(lo) <= u64::from_be_bytes(hi))
 }
 
 impl<'a> Listing<'a> {
@@ -123,18 +127,19 @@ pub struct GroupIter<'a> {
 impl<'a> Iterator for GroupIter<'a> {
     type Item = (GroupHead, Summaries<'a>);
     fn next(&mut self) -> Option<Self::Item> {
-        let (head, after) = postcard::take_from_bytes::<GroupHead>(self.rest).ok()?;
-        if !(1..=8).contains(&head.width) || !valid_part(head.part) {
+        let (head, after) = take_head(self.rest)?;
+        let (&width, after) = after.split_first()?;
+        if !(1..=8).contains(&width) {
             return None;
         }
         let mut rest = after;
         for _ in 0..head.count {
-            rest = take_summary(rest, head.width)?.1;
+            rest = take_summary(rest, width)?.1;
         }
         let used = after.len().saturating_sub(rest.len());
         let summaries = Summaries {
             bytes: after.get(..used)?,
-            width: head.width,
+            width,
         };
         self.rest = rest;
         Some((head, summaries))
@@ -148,6 +153,13 @@ pub struct Summaries<'a> {
     width: u8,
 }
 
+impl Summaries<'_> {
+    /// Bytes of key hash per summary.
+    pub fn width(&self) -> u8 {
+        self.width
+    }
+}
+
 impl Iterator for Summaries<'_> {
     type Item = (u64, Version);
     fn next(&mut self) -> Option<(u64, Version)> {
@@ -157,7 +169,7 @@ impl Iterator for Summaries<'_> {
     }
 }
 
-/// A validated fetch: groups, each a [`FetchHead`] followed by its bitmap.
+/// A validated fetch: groups, each a [`GroupHead`] followed by its bitmap.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Fetches<'a> {
     bytes: &'a [u8],
@@ -198,13 +210,10 @@ pub struct FetchIter<'a> {
 }
 
 impl<'a> Iterator for FetchIter<'a> {
-    type Item = (FetchHead, &'a [u8]);
+    type Item = (GroupHead, &'a [u8]);
     fn next(&mut self) -> Option<Self::Item> {
-        let (head, after) = postcard::take_from_bytes::<FetchHead>(self.rest).ok()?;
+        let (head, after) = take_head(self.rest)?;
         let n = usize::from(head.count).div_ceil(8);
-        if !valid_part(head.part) {
-            return None;
-        }
         let (bits, rest) = (after.get(..n)?, after.get(n..)?);
         self.rest = rest;
         Some((head, bits))

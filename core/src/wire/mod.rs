@@ -16,16 +16,16 @@ use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
 pub mod addr;
+mod digests;
 mod frame;
-mod items;
 mod listing;
 mod rejects;
 
+pub use digests::{fingerprint, DigestItem, DigestItems, Fp, DIGEST_ITEM_MAX};
 pub use frame::{message_limit, open, seal, Transmit};
-pub use items::{ItemIter, Items, MAX_ITEMS};
 pub use listing::{
-    push_summary, short_hash, FetchHead, FetchIter, Fetches, GroupHead, GroupIter, Listing,
-    Summaries, BITMAP_BYTES, MAX_GROUP,
+    push_group_head, push_summary, short_hash, FetchIter, Fetches, GroupHead, GroupIter, Listing,
+    Summaries, BITMAP_BYTES, LISTING_HEAD_MAX, MAX_GROUP,
 };
 pub use rejects::Rejects;
 
@@ -38,6 +38,9 @@ pub const PROTOCOL: u8 = 3;
 pub const DEFAULT_MAX_DATAGRAM: usize = 1200;
 /// Smallest maximum datagram that configuration accepts.
 pub const MIN_DATAGRAM: usize = 512;
+/// Most items or groups one datagram may hold: more than any datagram has bytes, so the encoder can
+/// never pack more than the decoder accepts.
+pub const MAX_ITEMS: usize = 65_536;
 /// Bytes reserved at the end of every datagram for an authentication tag.
 pub const TAG_RESERVE: usize = 16;
 
@@ -94,29 +97,6 @@ pub struct RootMsg {
     pub root: [u8; 32],
     /// Whether the receiver should answer even when the roots match.
     pub reply: bool,
-}
-
-/// A 4-byte fingerprint of a tree node's digest under a message's salt ([`fingerprint`]).
-pub type Fp = [u8; 4];
-
-/// The fingerprint of a node digest under `salt`. Each digests message picks a new salt, so two
-/// different nodes that happen to share a fingerprint are told apart by the next exchange.
-pub fn fingerprint(digest: u64, salt: u32) -> Fp {
-    let mut x = digest ^ u64::from(salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    x ^= x >> 33;
-    (x as u32).to_be_bytes()
-}
-
-/// The sender's fingerprints of the 16 children of `node`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct DigestItem {
-    /// The inner node.
-    pub node: u32,
-    /// Its children's fingerprints, in order.
-    pub digests: [Fp; 16],
 }
 
 /// A probe: "are you there?", answered by an [`Message::Ack`] with the same `seq`.
@@ -199,7 +179,7 @@ pub enum Message<'a> {
         /// The salt of every fingerprint in the message.
         salt: u32,
         /// The items.
-        items: Items<'a, DigestItem>,
+        items: DigestItems<'a>,
     },
     /// (short key hash, version) listings of tree nodes.
     Listing {
@@ -341,10 +321,7 @@ pub fn decode_message(rest: &[u8]) -> Result<Message<'_>, WireError> {
         Kind::Digests => {
             let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
             let (salt, rest) = postcard::take_from_bytes::<[u8; 4]>(rest).map_err(malformed)?;
-            let (items, rest) = Items::validate(rest, MAX_ITEMS)?;
-            if !rest.is_empty() {
-                return Err(WireError::Malformed);
-            }
+            let items = DigestItems::validate(rest)?;
             let salt = u32::from_le_bytes(salt);
             Message::Digests { tree, salt, items }
         }
@@ -521,14 +498,13 @@ pub const LIST_PREFIX_MAX: usize = HEADER_MAX + TreeId::POSTCARD_MAX_SIZE;
 // Every fixed-size message, and at least one item of every list, fits the smallest datagram we accept.
 const _: () = assert!(ROOT_MAX + TAG_RESERVE <= MIN_DATAGRAM);
 const _: () = assert!(HEADER_MAX + PROBE_REQUEST_MAX + TAG_RESERVE <= MIN_DATAGRAM);
-const _: () =
-    assert!(LIST_PREFIX_MAX + 4 + DigestItem::POSTCARD_MAX_SIZE + TAG_RESERVE <= MIN_DATAGRAM);
+const _: () = assert!(LIST_PREFIX_MAX + 4 + DIGEST_ITEM_MAX + TAG_RESERVE <= MIN_DATAGRAM);
 const _: () = assert!(
-    LIST_PREFIX_MAX + GroupHead::POSTCARD_MAX_SIZE + 8 + Version::POSTCARD_MAX_SIZE + TAG_RESERVE
+    LIST_PREFIX_MAX + LISTING_HEAD_MAX + 8 + Version::POSTCARD_MAX_SIZE + TAG_RESERVE
         <= MIN_DATAGRAM
 );
 const _: () = assert!(
-    LIST_PREFIX_MAX + FetchHead::POSTCARD_MAX_SIZE + BITMAP_BYTES + TAG_RESERVE <= MIN_DATAGRAM
+    LIST_PREFIX_MAX + GroupHead::POSTCARD_MAX_SIZE + BITMAP_BYTES + TAG_RESERVE <= MIN_DATAGRAM
 );
 
 #[cfg(test)]
@@ -562,12 +538,15 @@ mod tests {
             let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
             e.push(&TreeId::DATA);
             let count = seed.len().min(20) as u8;
-            e.push(&GroupHead {
-                node: 3,
-                part: None,
-                width: 3,
-                count,
-            });
+            push_group_head(
+                &mut e,
+                &GroupHead {
+                    node: 3,
+                    part: None,
+                    count,
+                },
+                3,
+            );
             for (i, b) in seed.iter().take(20).enumerate() {
                 push_summary(&mut e, u64::from(*b), 3, &Version::new(i as u64, 1, 0));
             }
@@ -613,11 +592,10 @@ mod tests {
             e.push(&count.to_le_bytes()[..4].try_into().unwrap_or([0u8; 4]));
             let mut written = std::vec::Vec::new();
             for &n in &nodes {
-                let item = DigestItem {
-                    node: n,
-                    digests: [[n as u8; 4]; 16],
-                };
-                if !e.push(&item) {
+                // Children with and without entries.
+                let children = core::array::from_fn(|i| u64::from(n >> (i % 8)) & !1);
+                let item = DigestItem::new(n, &children, count as u32);
+                if !item.push(&mut e) {
                     break;
                 }
                 written.push(item);
@@ -686,7 +664,7 @@ mod tests {
         let mut buf = [0u8; 256];
         let mut e = Encoder::new(&mut buf, &header(), Kind::Fetch).unwrap();
         e.push(&TreeId::DATA);
-        e.push(&FetchHead {
+        e.push(&GroupHead {
             node: 1,
             part: None,
             count: 9,
@@ -722,12 +700,15 @@ mod tests {
         let mut buf = [0u8; 256];
         let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
         e.push(&TreeId::DATA);
-        e.push(&GroupHead {
-            node: 1,
-            part: Some((9u64.to_be_bytes(), 3u64.to_be_bytes())),
-            width: 8,
-            count: 0,
-        });
+        push_group_head(
+            &mut e,
+            &GroupHead {
+                node: 1,
+                part: Some((9u64.to_be_bytes(), 3u64.to_be_bytes())),
+                count: 0,
+            },
+            8,
+        );
         let len = e.finish();
         assert_eq!(decode(&buf[..len], C, 1200), Err(WireError::Malformed));
     }

@@ -1,0 +1,171 @@
+//! Comparing a peer's listing with our entries: what to push, and what to fetch by position.
+
+use super::replica::{OursFrom, Replica};
+use super::{group_range, Engine, Work, FETCH_BYTES, HASHES_PER_TASK};
+use crate::wire::{short_hash, GroupHead, Summaries, TreeId, BITMAP_BYTES, LISTING_HEAD_MAX};
+use crate::Version;
+use core::cmp::Ordering;
+use core::net::SocketAddr;
+use heapless::Vec;
+
+/// Entries to push and to fetch, gathered while comparing a listing: pushes in tasks of
+/// [`HASHES_PER_TASK`], fetches as one bitmap per listing group.
+pub(super) struct Plan {
+    to: SocketAddr,
+    tree: TreeId,
+    send: Vec<u64, HASHES_PER_TASK>,
+    fetch: Vec<u8, FETCH_BYTES>,
+    /// Positions wanted in the listing group being compared.
+    bits: [u8; BITMAP_BYTES],
+    /// Whether anything was planned for fetching: the peer is ahead.
+    pub(super) pulled: bool,
+}
+
+impl Plan {
+    pub(super) fn new(to: SocketAddr, tree: TreeId) -> Self {
+        Plan {
+            to,
+            tree,
+            send: Vec::new(),
+            fetch: Vec::new(),
+            bits: [0; BITMAP_BYTES],
+            pulled: false,
+        }
+    }
+
+    /// Plans to send `hash`; false once the engine's queue is full (the rest waits for the next
+    /// exchange).
+    pub(super) fn push<const T: usize>(&mut self, engine: &mut Engine<T>, hash: u64) -> bool {
+        let (to, tree) = (self.to, self.tree);
+        if self.send.is_full()
+            && !engine.enqueue(
+                to,
+                tree,
+                Work::Send {
+                    hashes: core::mem::take(&mut self.send),
+                },
+            )
+        {
+            return false;
+        }
+        let _ = self.send.push(hash);
+        true
+    }
+
+    /// Merges the peer's summaries of one listing group with our entries of its range; false if
+    /// the queue filled up. When a short hash repeats on either side (two keys share it), versions
+    /// under equal short hashes are not compared: both entries travel, so nothing is missed.
+    pub(super) fn compare<const T: usize>(
+        &mut self,
+        engine: &mut Engine<T>,
+        replica: &dyn Replica,
+        head: &GroupHead,
+        theirs: Summaries<'_>,
+    ) -> bool {
+        let shape = replica.tree().shape();
+        let level = shape.level(head.node).unwrap_or(0);
+        let Some((lo, hi)) = group_range(shape, head.node, head.part) else {
+            return true;
+        };
+        let width = theirs.width();
+        let short = |(h, v): (u64, Version)| (short_hash(h, level, width), h, v);
+        let mut ours = OursFrom {
+            replica,
+            next: Some(lo),
+            hi,
+        };
+        let collided =
+            repeats(&mut theirs.map(|t| t.0)) || repeats(&mut ours.clone().map(|o| short(o).0));
+        self.bits = [0; BITMAP_BYTES];
+        let (mut o, mut theirs) = (ours.next().map(short), theirs.enumerate());
+        let mut t = theirs.next();
+        loop {
+            let ord = match (o, t) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((os, ..)), Some((_, (ts, _)))) => os.cmp(&ts),
+            };
+            let (push, pull) = match (ord, o, t) {
+                (Ordering::Equal, Some((_, _, v)), Some((_, (_, tv)))) => {
+                    (collided || v > tv, collided || v < tv)
+                }
+                _ => (ord == Ordering::Less, ord == Ordering::Greater),
+            };
+            if let (true, Some((_, h, _))) = (push, o) {
+                if !self.push(engine, h) {
+                    return false;
+                }
+            }
+            if let (true, Some((i, _))) = (pull, t) {
+                self.pull(engine, i);
+            }
+            if ord != Ordering::Greater {
+                o = ours.next().map(short);
+            }
+            if ord != Ordering::Less {
+                t = theirs.next();
+            }
+        }
+        self.want(engine, head)
+    }
+
+    /// Adds the positions marked in `bits` as a fetch group, if any.
+    fn want<const T: usize>(&mut self, engine: &mut Engine<T>, head: &GroupHead) -> bool {
+        if self.bits.iter().all(|&b| b == 0) {
+            return true;
+        }
+        let mut buf = [0u8; LISTING_HEAD_MAX];
+        let Ok(h) = postcard::to_slice(head, &mut buf) else {
+            return true;
+        };
+        let bits = self
+            .bits
+            .get(..usize::from(head.count).div_ceil(8))
+            .unwrap_or(&[]);
+        if self
+            .fetch
+            .len()
+            .saturating_add(h.len())
+            .saturating_add(bits.len())
+            > FETCH_BYTES
+        {
+            let groups = core::mem::take(&mut self.fetch);
+            if !engine.enqueue(self.to, self.tree, Work::Fetch { groups }) {
+                return false;
+            }
+        }
+        let _ = self.fetch.extend_from_slice(h);
+        let _ = self.fetch.extend_from_slice(bits);
+        true
+    }
+
+    /// Marks position `i` of the group being compared as wanted.
+    fn pull<const T: usize>(&mut self, engine: &mut Engine<T>, i: usize) {
+        engine.stats.wanted = engine.stats.wanted.saturating_add(1);
+        self.pulled = true;
+        if let Some(b) = self.bits.get_mut(i / 8) {
+            *b |= 1 << (i % 8);
+        }
+    }
+
+    pub(super) fn flush<const T: usize>(self, engine: &mut Engine<T>) {
+        if !self.fetch.is_empty() {
+            engine.enqueue(self.to, self.tree, Work::Fetch { groups: self.fetch });
+        }
+        if !self.send.is_empty() {
+            engine.enqueue(self.to, self.tree, Work::Send { hashes: self.send });
+        }
+    }
+}
+
+/// Whether a value repeats in an ascending sequence.
+fn repeats(sorted: &mut dyn Iterator<Item = u64>) -> bool {
+    let mut prev = None;
+    for s in sorted {
+        if prev.replace(s) == Some(s) {
+            return true;
+        }
+    }
+    false
+}
