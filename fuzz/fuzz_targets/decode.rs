@@ -14,7 +14,11 @@ fuzz_target!(|bytes: &[u8]| {
     // Walk every lazily decoded list to the end.
     match msg {
         Message::Digests { items, .. } => assert!(items.into_iter().count() <= bytes.len()),
-        Message::Fetch { hashes, .. } => assert!(hashes.into_iter().count() <= bytes.len()),
+        Message::Fetch { groups, .. } => {
+            for (head, bitmap) in groups.groups() {
+                assert_eq!(bitmap.len(), usize::from(head.count).div_ceil(8));
+            }
+        }
         Message::Listing { groups, .. } => {
             for (_, summaries) in groups.groups() {
                 assert!(summaries.into_iter().count() <= bytes.len());
