@@ -4,14 +4,20 @@
 //! per-peer session:
 //!
 //! 1. `Root`: A sends its 32-byte root. Equal roots end the exchange (B answers with its root if asked).
-//! 2. `Digests`: B, seeing a different root, sends its 16 child digests of the root. Whoever receives
-//!    child digests of a node compares them with its own and, for every child that differs, sends its own
-//!    child digests of *that* child: each message descends one level, and the two sides take turns.
-//! 3. `Listing`: when the differing children are leaves, the receiver lists them instead: (key hash,
-//!    version) of every entry, sorted by hash.
-//! 4. The listing's receiver merges it with its own entries of those leaves: entries it has newer (or the
-//!    peer lacks) are pushed at once as `Entries`; entries the peer has newer are asked for with `Fetch`,
-//!    answered by `Entries`. Newest wins on every side.
+//! 2. `Digests`: B, seeing a different root, describes the root's 16 children: which hold entries, and
+//!    a 4-byte fingerprint of each one's digest under a salt the message carries. Whoever receives such
+//!    a description compares it with its own children and, for every child that differs, describes
+//!    *that* child's children: each message descends one level, and the two sides take turns. A new
+//!    salt in every message means two subtrees that share a fingerprint by chance are told apart by
+//!    the next exchange.
+//! 3. `Listing`: when the differing children are leaves, the receiver lists them instead: a short key
+//!    hash (the 2 to 4 bytes after the bits the node fixes) and the version of every entry, in hash
+//!    order. When every one of many small children differs (a dense divergence), they are listed whole
+//!    one level early, which skips the last level of fingerprints.
+//! 4. The listing's receiver merges it with its own entries of those nodes: entries it has newer (or
+//!    the peer lacks) are pushed at once as `Entries`; entries the peer has newer are asked for with
+//!    `Fetch`, a bitmap of positions in the listing group, answered by `Entries`. Newest wins on every
+//!    side. Two keys that share a short hash are both shipped, so nothing is missed.
 //!
 //! A lost message only prunes its branch; the next exchange finds whatever is still different. Answers
 //! are produced lazily from a small fixed queue of [`Engine`] tasks, packed into datagrams no larger
@@ -399,8 +405,11 @@ impl<const TASKS: usize> Engine<TASKS> {
                 next: Some(lo),
                 hi,
             };
-            for (i, (h, _)) in ours.take(usize::from(head.count)).enumerate() {
-                if bit(bits, i) && !plan.push(self, h) {
+            // Positions name what we listed; if the range has changed since (writes meanwhile),
+            // they may not, and the whole range goes instead: nothing wanted is missed.
+            let moved = ours.clone().count() != usize::from(head.count);
+            for (i, (h, _)) in ours.enumerate() {
+                if (moved || bit(bits, i)) && !plan.push(self, h) {
                     plan.flush(self);
                     return Ok(());
                 }
