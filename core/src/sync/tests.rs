@@ -48,6 +48,39 @@ fn deliver<const T: usize>(engine: &mut Engine<T>, m: &mut Map, from: u8, datagr
 }
 
 #[test]
+fn a_fetch_of_positions_that_moved_since_the_listing_still_gets_every_entry_listed() {
+    // A lists its leaves to B, which fetches every position; before the fetch arrives, A takes
+    // writes in every leaf, so the positions no longer name what was listed.
+    let (mut a, mut b) = (map(1, 0..20), map(2, 0..0));
+    let listed: Vec<std::vec::Vec<u8>> = a.records().map(|r| r.key().to_vec()).collect();
+    let (mut ea, mut eb): (Engine, Engine) = (
+        Engine::new(SyncConfig::default()),
+        Engine::new(SyncConfig::default()),
+    );
+    ea.start(addr(2), TreeId::DATA);
+    let root = drain(&mut ea, &a, Instant::ZERO);
+    deliver(&mut eb, &mut b, 1, &root);
+    let digests = drain(&mut eb, &b, Instant::ZERO);
+    deliver(&mut ea, &mut a, 2, &digests);
+    let listing = drain(&mut ea, &a, Instant::ZERO);
+    deliver(&mut eb, &mut b, 1, &listing);
+    let fetch = drain(&mut eb, &b, Instant::ZERO);
+    assert!(fetch
+        .iter()
+        .all(|d| decode(d, C, DEFAULT_MAX_DATAGRAM).unwrap().1.kind() == Kind::Fetch));
+    for i in 100..160 {
+        a.set(Instant::ZERO, std::format!("new{i}").as_bytes(), &[1; 8])
+            .unwrap();
+    }
+    deliver(&mut ea, &mut a, 2, &fetch);
+    let entries = drain(&mut ea, &a, Instant::ZERO);
+    deliver(&mut eb, &mut b, 1, &entries);
+    for k in &listed {
+        assert!(b.get(k).is_some(), "a listed key was not sent");
+    }
+}
+
+#[test]
 fn equal_replicas_exchange_one_root_each_way() {
     let (mut a, mut b) = (map(1, 0..50), map(1, 0..50));
     let (mut ea, mut eb): (Engine, Engine) = (
