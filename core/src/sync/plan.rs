@@ -116,7 +116,7 @@ impl Plan {
             return true;
         }
         let mut buf = [0u8; LISTING_HEAD_MAX];
-        let Ok(h) = postcard::to_slice(head, &mut buf) else {
+        let Some(h) = head.write(&mut buf).and_then(|n| buf.get(..n)) else {
             return true;
         };
         let bits = self

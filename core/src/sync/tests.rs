@@ -176,11 +176,12 @@ fn fetching_positions_we_do_not_hold_sends_nothing_and_cancels_nothing() {
         .unwrap();
     let mut enc = Encoder::new(&mut buf, &header, Kind::Fetch).unwrap();
     enc.push(&TreeId::DATA);
-    enc.push(&GroupHead {
+    GroupHead {
         node: empty,
         part: None,
         count: 200,
-    });
+    }
+    .push(&mut enc);
     enc.push_raw(&[0xff; 25]);
     let n = enc.finish();
     let (_, fetch) = decode(&buf[..n], C, DEFAULT_MAX_DATAGRAM).unwrap();

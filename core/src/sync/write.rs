@@ -4,7 +4,8 @@ use super::nodes::NodeSet;
 use super::replica::{Encoded, OursFrom, Replica};
 use super::{SyncStats, HASHES_PER_TASK, LIST_WHOLE_MAX};
 use crate::wire::{
-    push_summary, short_hash, DigestItem, Encoder, GroupHead, LISTING_HEAD_MAX, MAX_GROUP,
+    push_summary, short_hash, write_group_head, DigestItem, Encoder, GroupHead, LISTING_HEAD_MAX,
+    MAX_GROUP,
 };
 use crate::Instant;
 use heapless::Vec;
@@ -115,7 +116,9 @@ fn write_group(
         part: part.map(|(a, b)| (a.to_be_bytes(), b.to_be_bytes())),
         count,
     };
-    enc.fill(at, LISTING_HEAD_MAX, &(head, width));
+    let mut buf = [0u8; LISTING_HEAD_MAX];
+    let n = write_group_head(&head, width, &mut buf).unwrap_or(0);
+    enc.fill(at, LISTING_HEAD_MAX, buf.get(..n).unwrap_or(&[]));
     match (complete, last) {
         (true, _) => None,
         (false, l) => l.and_then(|l| l.checked_add(1)),

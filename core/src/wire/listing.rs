@@ -12,8 +12,6 @@
 use super::{Encoder, Hash8, WireError, MAX_ITEMS};
 use crate::tree::BITS;
 use crate::Version;
-use postcard::experimental::max_size::MaxSize;
-use serde::{Deserialize, Serialize};
 
 /// Most summaries in one listing group, and so bits in one fetch bitmap.
 pub const MAX_GROUP: usize = u8::MAX as usize;
@@ -27,7 +25,7 @@ pub const BITMAP_BYTES: usize = MAX_GROUP.div_ceil(8);
 /// bits the node's level fixes) and `count` summaries. In a fetch it repeats the listing group's
 /// head, followed by a bitmap of `count.div_ceil(8)` bytes, bit `i` (least significant first)
 /// asking for the `i`-th summary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct GroupHead {
     /// The tree node whose entries are listed.
@@ -38,20 +36,70 @@ pub struct GroupHead {
     pub count: u8,
 }
 
+impl GroupHead {
+    /// Largest encoded head: the node as a varint, a part flag, the part, the count.
+    pub const MAX: usize = 5 + 1 + 16 + 1;
+
+    /// Encodes the head into `out` (at least [`GroupHead::MAX`] bytes): its length.
+    pub fn write(&self, out: &mut [u8]) -> Option<usize> {
+        // Written by hand, as postcard would write it: its generic decoder for this shape is a few
+        // hundred bytes of a microcontroller's flash.
+        let n = postcard::to_slice(&self.node, out).ok()?.len();
+        let (flag, rest) = out.get_mut(n..)?.split_first_mut()?;
+        let mut len = n.checked_add(1)?;
+        *flag = u8::from(self.part.is_some());
+        if let Some((lo, hi)) = self.part {
+            rest.get_mut(..8)?.copy_from_slice(&lo);
+            rest.get_mut(8..16)?.copy_from_slice(&hi);
+            len = len.checked_add(16)?;
+        }
+        *out.get_mut(len)? = self.count;
+        len.checked_add(1)
+    }
+
+    /// Appends the head, whole or not at all.
+    pub fn push(&self, enc: &mut Encoder<'_>) -> bool {
+        let mut buf = [0u8; GroupHead::MAX];
+        self.write(&mut buf)
+            .and_then(|n| buf.get(..n))
+            .is_some_and(|b| enc.push_raw(b))
+    }
+}
+
 /// Largest encoded listing group head: the head and its width byte.
-pub const LISTING_HEAD_MAX: usize = GroupHead::POSTCARD_MAX_SIZE + 1;
+pub const LISTING_HEAD_MAX: usize = GroupHead::MAX + 1;
+
+/// Encodes a listing group's head, [`GroupHead`] and the width byte, into `out`: its length.
+pub fn write_group_head(head: &GroupHead, width: u8, out: &mut [u8]) -> Option<usize> {
+    let n = head.write(out)?;
+    *out.get_mut(n)? = width;
+    n.checked_add(1)
+}
 
 /// Appends a listing group's head: [`GroupHead`] and the width byte.
 pub fn push_group_head(enc: &mut Encoder<'_>, head: &GroupHead, width: u8) -> bool {
-    enc.push(&(head, width))
+    let mut buf = [0u8; LISTING_HEAD_MAX];
+    write_group_head(head, width, &mut buf)
+        .and_then(|n| buf.get(..n))
+        .is_some_and(|b| enc.push_raw(b))
 }
 
 fn take_head(bytes: &[u8]) -> Option<(GroupHead, &[u8])> {
-    let (head, rest) = postcard::take_from_bytes::<GroupHead>(bytes).ok()?;
-    let part_ok = head
-        .part
-        .is_none_or(|(lo, hi)| u64::from_be_bytes(lo) <= u64::from_be_bytes(hi));
-    part_ok.then_some((head, rest))
+    let (node, rest) = postcard::take_from_bytes::<u32>(bytes).ok()?;
+    let (&flag, mut rest) = rest.split_first()?;
+    let part = match flag {
+        0 => None,
+        1 => {
+            let (lo, hi) = (rest.get(..8)?, rest.get(8..16)?);
+            rest = rest.get(16..)?;
+            let (lo, hi): (Hash8, Hash8) = (lo.try_into().ok()?, hi.try_into().ok()?);
+            (u64::from_be_bytes(lo) <= u64::from_be_bytes(hi)).then_some((lo, hi))?;
+            Some((lo, hi))
+        }
+        _ => return None,
+    };
+    let (&count, rest) = rest.split_first()?;
+    Some((GroupHead { node, part, count }, rest))
 }
 
 /// The `width`-byte short form of `hash` in a group of a node at `level`: the bits that follow the

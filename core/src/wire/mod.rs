@@ -24,8 +24,8 @@ mod rejects;
 pub use digests::{fingerprint, DigestItem, DigestItems, Fp, DIGEST_ITEM_MAX};
 pub use frame::{message_limit, open, seal, Transmit};
 pub use listing::{
-    push_group_head, push_summary, short_hash, FetchIter, Fetches, GroupHead, GroupIter, Listing,
-    Summaries, BITMAP_BYTES, LISTING_HEAD_MAX, MAX_GROUP,
+    push_group_head, push_summary, short_hash, write_group_head, FetchIter, Fetches, GroupHead,
+    GroupIter, Listing, Summaries, BITMAP_BYTES, LISTING_HEAD_MAX, MAX_GROUP,
 };
 pub use rejects::Rejects;
 
@@ -442,17 +442,19 @@ impl<'b> Encoder<'b> {
         ok
     }
 
-    /// Fills the `reserved` bytes at `at` with `value` (at most that long), closing the gap left
+    /// Fills the `reserved` bytes at `at` with `bytes` (at most that long), closing the gap left
     /// behind: a head written after its items, once they are known.
-    pub fn fill<T: Serialize>(&mut self, at: usize, reserved: usize, value: &T) -> bool {
+    pub fn fill(&mut self, at: usize, reserved: usize, bytes: &[u8]) -> bool {
         let end = at.saturating_add(reserved).min(self.pos);
-        let Some(Ok(n)) = self
+        let n = bytes.len();
+        let Some(dst) = self
             .buf
-            .get_mut(at..end)
-            .map(|dst| postcard::to_slice(value, dst).map(|w| w.len()))
+            .get_mut(at..at.saturating_add(n))
+            .filter(|_| n <= reserved)
         else {
             return false;
         };
+        dst.copy_from_slice(bytes);
         let to = at.saturating_add(n);
         self.buf.copy_within(end..self.pos, to);
         self.pos = self.pos.saturating_sub(end.saturating_sub(to));
@@ -503,9 +505,8 @@ const _: () = assert!(
     LIST_PREFIX_MAX + LISTING_HEAD_MAX + 8 + Version::POSTCARD_MAX_SIZE + TAG_RESERVE
         <= MIN_DATAGRAM
 );
-const _: () = assert!(
-    LIST_PREFIX_MAX + GroupHead::POSTCARD_MAX_SIZE + BITMAP_BYTES + TAG_RESERVE <= MIN_DATAGRAM
-);
+const _: () =
+    assert!(LIST_PREFIX_MAX + GroupHead::MAX + BITMAP_BYTES + TAG_RESERVE <= MIN_DATAGRAM);
 
 #[cfg(test)]
 mod tests {
@@ -664,11 +665,12 @@ mod tests {
         let mut buf = [0u8; 256];
         let mut e = Encoder::new(&mut buf, &header(), Kind::Fetch).unwrap();
         e.push(&TreeId::DATA);
-        e.push(&GroupHead {
+        GroupHead {
             node: 1,
             part: None,
             count: 9,
-        });
+        }
+        .push(&mut e);
         e.push_raw(&[0xff, 1]);
         let len = e.finish();
         let good = &buf[..len];
