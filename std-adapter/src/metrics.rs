@@ -222,6 +222,7 @@ impl Metrics {
             "Anti-entropy exchanges, by outcome.",
             &[
                 ("outcome=\"started\"", y.started),
+                ("outcome=\"retried\"", y.retried),
                 ("outcome=\"in_sync\"", y.in_sync),
                 ("outcome=\"mismatched\"", y.mismatched),
                 ("outcome=\"described\"", y.root_described),

@@ -98,9 +98,10 @@ pub enum Wake {
     Gossip,
     /// An anti-entropy exchange starts.
     AntiEntropy,
-    /// The sync engine's pacing lets its next datagram out: served by [`Node::poll_transmit`],
-    /// which a driver drains after every wake.
-    SyncPacing,
+    /// The sync engine: its pacing lets the next datagram out (served by [`Node::poll_transmit`],
+    /// which a driver drains after every wake), or an exchange it started has gone quiet and starts
+    /// again.
+    Sync,
 }
 
 impl Wake {
@@ -114,7 +115,7 @@ impl Wake {
         Wake::Suspicion,
         Wake::Gossip,
         Wake::AntiEntropy,
-        Wake::SyncPacing,
+        Wake::Sync,
     ];
 }
 

@@ -150,7 +150,7 @@ impl<
                 let r = match tree {
                     TreeId::MEMBERS => {
                         self.sync
-                            .handle_exchange(from, msg, &self.members)
+                            .handle_exchange(now, from, msg, &self.members)
                             .map(|h| {
                                 if h.behind {
                                     // We are behind that peer: pull from another soon, even if the
@@ -163,11 +163,15 @@ impl<
                                 }
                             })
                     }
-                    TreeId::DATA => self.sync.handle_exchange(from, msg, &self.data).map(|h| {
-                        if h.in_sync {
-                            self.data_in_sync_at = Some(now);
-                        }
-                    }),
+                    TreeId::DATA => {
+                        self.sync
+                            .handle_exchange(now, from, msg, &self.data)
+                            .map(|h| {
+                                if h.in_sync {
+                                    self.data_in_sync_at = Some(now);
+                                }
+                            })
+                    }
                     _ => Err(SyncError::BadNode),
                 };
                 r.map_err(RecvError::Sync)?;

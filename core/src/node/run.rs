@@ -97,6 +97,7 @@ impl<
         if self.sync_at.due(now) {
             self.sync_round(now);
         }
+        self.sync.handle_timeout(now);
         self.fd.relays.retain(|r| r.until > now);
     }
 
@@ -299,7 +300,7 @@ impl<
                 (!self.gossip.is_empty() || self.data_outran).then_some(self.next_gossip)
             }
             Wake::AntiEntropy => Some(self.sync_at.next()),
-            Wake::SyncPacing => self.sync.poll_timeout(),
+            Wake::Sync => self.sync.poll_timeout(),
         }
     }
 }

@@ -40,6 +40,7 @@ use nodes::NodeSet;
 use plan::Plan;
 use replica::OursFrom;
 pub use replica::{Encoded, EntryError, Merged, Replica, Tally};
+use watch::{Silence, Watch};
 use write::{write_describe, write_entries};
 
 mod nodes;
@@ -47,6 +48,7 @@ mod plan;
 mod replica;
 #[cfg(test)]
 mod tests;
+mod watch;
 mod write;
 
 /// Key hashes per send or fetch task.
@@ -106,6 +108,9 @@ impl Default for SyncConfig {
 pub struct SyncStats {
     /// Exchanges this node started.
     pub started: u64,
+    /// Exchanges started again because the peer went quiet for a few round trips (a message was
+    /// lost).
+    pub retried: u64,
     /// Root messages that matched ours.
     pub in_sync: u64,
     /// Root messages that did not.
@@ -192,6 +197,7 @@ pub struct Engine<const TASKS: usize = 32> {
     stats: SyncStats,
     /// The salt of the next digests message.
     salt: u32,
+    watch: Watch,
 }
 
 impl<const TASKS: usize> Engine<TASKS> {
@@ -207,6 +213,7 @@ impl<const TASKS: usize> Engine<TASKS> {
             config,
             stats: SyncStats::default(),
             salt: 0,
+            watch: Watch::default(),
         }
     }
 
@@ -261,9 +268,23 @@ impl<const TASKS: usize> Engine<TASKS> {
     }
 
     /// Starts an exchange of table `tree` with the peer at `to`. False if the queue is full.
+    ///
+    /// The engine watches the first exchange it starts: when the peer says nothing for four round
+    /// trips (a message was lost), [`Engine::handle_timeout`] starts it again, twice at most.
     pub fn start(&mut self, to: SocketAddr, tree: TreeId) -> bool {
         self.stats.started = self.stats.started.saturating_add(1);
+        self.watch.started(to, tree);
         self.enqueue(to, tree, Work::Root { reply: true })
+    }
+
+    /// Starts the watched exchange again if its peer has gone quiet. Call at
+    /// [`Engine::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // While work is queued, we are the ones to speak: not silence.
+        if let Silence::Retry(to, tree) = self.watch.check(now, !self.tasks.is_empty()) {
+            self.stats.retried = self.stats.retried.saturating_add(1);
+            self.enqueue(to, tree, Work::Root { reply: true });
+        }
     }
 
     /// Handles one sync message from `from` about `replica`, entries included, and says what it
@@ -276,7 +297,7 @@ impl<const TASKS: usize> Engine<TASKS> {
         replica: &mut R,
     ) -> Result<Handled, SyncError> {
         let Message::Entries { bytes, .. } = *msg else {
-            return self.handle_exchange(from, msg, replica);
+            return self.handle_exchange(now, from, msg, replica);
         };
         if let Err(e) = replica.check_entries(bytes) {
             self.stats.refused = self.stats.refused.saturating_add(1);
@@ -296,13 +317,17 @@ impl<const TASKS: usize> Engine<TASKS> {
     /// changed.
     pub fn handle_exchange(
         &mut self,
+        now: Instant,
         from: SocketAddr,
         msg: &Message<'_>,
         replica: &dyn Replica,
     ) -> Result<Handled, SyncError> {
         let r = self.dispatch(from, msg, replica);
-        if r.is_err() {
-            self.stats.refused = self.stats.refused.saturating_add(1);
+        match (&r, msg) {
+            (Err(_), _) => self.stats.refused = self.stats.refused.saturating_add(1),
+            // Only a root can match ours.
+            (Ok(h), Message::Root(m)) => self.watch.heard(now, from, h.in_sync.then_some(m.tree)),
+            (Ok(_), _) => self.watch.heard(now, from, None),
         }
         r
     }
@@ -473,7 +498,11 @@ impl<const TASKS: usize> Engine<TASKS> {
 
     /// When the engine next wants [`Engine::poll_transmit`] called: `None` when idle.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.tasks.is_empty()).then(|| self.pacer.ready_at())
+        let pacing = (!self.tasks.is_empty()).then(|| self.pacer.ready_at());
+        match (pacing, self.watch.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Writes the next datagram into `buf`, if there is work and pacing allows. `replica` must be the
@@ -505,6 +534,9 @@ impl<const TASKS: usize> Engine<TASKS> {
             ) {
                 Written::Datagram(len) => {
                     self.pacer.take(len);
+                    if kind == Kind::Root {
+                        self.watch.sent_root(now, to);
+                    }
                     return Some(Transmit { to, len, kind });
                 }
                 // The tasks written had nothing left to send (entries since collected).
@@ -536,7 +568,7 @@ impl<const TASKS: usize> Engine<TASKS> {
         let salt = self.salt;
         if kind == Kind::Digests {
             self.salt = salt.wrapping_add(0x9E37_79B9);
-            if !enc.push(&salt.to_le_bytes()) {
+            if !enc.push_raw(&salt.to_le_bytes()) {
                 return Written::Stuck;
             }
         }

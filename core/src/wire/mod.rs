@@ -287,12 +287,18 @@ pub fn decode_header(
         [_, _, p, ..] if *p != PROTOCOL => return Err(WireError::UnsupportedProtocol),
         _ => {}
     }
-    let (header, rest) =
-        postcard::take_from_bytes::<Header>(bytes).map_err(|_| WireError::Truncated)?;
-    if header.cluster != cluster {
+    // Decoded by hand, as postcard lays it out (magic, protocol, cluster bytes, sender varint):
+    // postcard's generic decoder for this shape costs flash on a microcontroller.
+    let (fixed, rest) = (
+        bytes.get(3..7).ok_or(WireError::Truncated)?,
+        bytes.get(7..).ok_or(WireError::Truncated)?,
+    );
+    if fixed != cluster.0 {
         return Err(WireError::ForeignCluster);
     }
-    Ok((header, rest))
+    let (sender, rest) =
+        postcard::take_from_bytes::<u64>(rest).map_err(|_| WireError::Truncated)?;
+    Ok((Header::new(cluster, NodeId(sender)), rest))
 }
 
 /// Decodes and validates a datagram of at most `max_len` bytes from cluster `cluster`.
@@ -320,9 +326,9 @@ pub fn decode_message(rest: &[u8]) -> Result<Message<'_>, WireError> {
         }
         Kind::Digests => {
             let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
-            let (salt, rest) = postcard::take_from_bytes::<[u8; 4]>(rest).map_err(malformed)?;
+            let (salt, rest) = rest.split_first_chunk::<4>().ok_or(WireError::Malformed)?;
             let items = DigestItems::validate(rest)?;
-            let salt = u32::from_le_bytes(salt);
+            let salt = u32::from_le_bytes(*salt);
             Message::Digests { tree, salt, items }
         }
         Kind::Listing => {
@@ -377,7 +383,10 @@ impl<'b> Encoder<'b> {
     /// (less [`TAG_RESERVE`] when datagrams are authenticated).
     pub fn new(buf: &'b mut [u8], header: &Header, kind: Kind) -> Result<Self, BufferTooSmall> {
         let mut e = Encoder { buf, pos: 0 };
-        if !e.push(header) || !e.push(&(kind as u8)) {
+        let [m0, m1] = header.magic;
+        let [c0, c1, c2, c3] = header.cluster.0;
+        let fixed = [m0, m1, header.protocol, c0, c1, c2, c3];
+        if !e.push_raw(&fixed) || !e.push(&header.sender.0) || !e.push_raw(&[kind as u8]) {
             return Err(BufferTooSmall);
         }
         Ok(e)
@@ -473,7 +482,7 @@ pub fn encode(header: &Header, msg: &Message<'_>, buf: &mut [u8]) -> Result<usiz
     let ok = match msg {
         Message::Root(m) => e.push(m),
         Message::Digests { tree, salt, items } => {
-            e.push(tree) && e.push(&salt.to_le_bytes()) && e.push_raw(items.as_bytes())
+            e.push(tree) && e.push_raw(&salt.to_le_bytes()) && e.push_raw(items.as_bytes())
         }
         Message::Listing { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
         Message::Fetch { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
