@@ -1,9 +1,9 @@
-//! An IPv4 hub for tests and emulated firmware: it joins several `embassy-net` stacks built on
+//! An IP hub for tests and emulated firmware: it joins several `embassy-net` stacks built on
 //! `embassy-net-driver-channel` devices, as a switch would, so they can talk inside one program.
 //!
-//! Host `i` of the hub owns address `10.0.0.(i + 1)`; a packet goes to the host its destination
-//! address names. A host flagged in `stopped` neither sends nor receives: to the others it has
-//! failed.
+//! Host `i` of the hub owns address `10.0.0.(i + 1)`, or any IPv6 address ending in `i + 1` (such as
+//! `fd00::(i + 1)`); a packet goes to the host its destination address names. A host flagged in
+//! `stopped` neither sends nor receives: to the others it has failed.
 
 use crate::Handle;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -33,11 +33,14 @@ pub async fn run<const MTU: usize, const N: usize>(
             (len, from)
         };
         ports[from].2.tx_done();
-        // IPv4, destination 10.0.0.x: the last byte of the header's destination picks the host.
-        if len < 20 || packet[0] >> 4 != 4 {
-            continue;
-        }
-        let to = usize::from(packet[19]).wrapping_sub(1);
+        // The last byte of the header's destination picks the host: byte 19 of an IPv4 header,
+        // byte 39 of an IPv6 one.
+        let last = match packet[0] >> 4 {
+            4 if len >= 20 => packet[19],
+            6 if len >= 40 => packet[39],
+            _ => continue,
+        };
+        let to = usize::from(last).wrapping_sub(1);
         let cut = |i: usize| stopped.get(i).is_none_or(|s| s.load(Ordering::Relaxed));
         if to >= N || cut(from) || cut(to) {
             continue;

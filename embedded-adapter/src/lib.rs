@@ -44,13 +44,22 @@ pub fn now() -> tidings::Instant {
 fn endpoint(a: SocketAddr) -> Option<IpEndpoint> {
     match a.ip() {
         IpAddr::V4(ip) => Some(IpEndpoint::new(IpAddress::Ipv4(ip), a.port())),
+        #[cfg(feature = "ipv6")]
+        IpAddr::V6(ip) => Some(IpEndpoint::new(IpAddress::Ipv6(ip), a.port())),
+        #[cfg(not(feature = "ipv6"))]
         IpAddr::V6(_) => None,
     }
 }
 
 fn socket_addr(e: IpEndpoint) -> SocketAddr {
+    // Another crate of the build may turn on a protocol this one was not asked for.
+    #[allow(unreachable_patterns)]
     match e.addr {
         IpAddress::Ipv4(ip) => SocketAddr::new(IpAddr::V4(ip), e.port),
+        #[cfg(feature = "ipv6")]
+        IpAddress::Ipv6(ip) => SocketAddr::new(IpAddr::V6(ip), e.port),
+        #[allow(unreachable_patterns)]
+        _ => SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), e.port),
     }
 }
 
