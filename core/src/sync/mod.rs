@@ -582,13 +582,14 @@ impl<const TASKS: usize> Engine<TASKS> {
             let done = match &mut task.work {
                 Work::Root { reply } => {
                     let root = replica.tree().root();
-                    enc.push(&RootMsg {
+                    RootMsg {
                         tree,
                         depth: shape.depth(),
                         count: root.count,
                         root: root.hash,
                         reply: *reply,
-                    })
+                    }
+                    .push(&mut enc)
                 }
                 Work::Describe {
                     nodes,

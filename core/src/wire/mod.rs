@@ -99,6 +99,42 @@ pub struct RootMsg {
     pub reply: bool,
 }
 
+impl RootMsg {
+    /// Appends the message, laid out as postcard would (tree, depth, count varint, root, reply),
+    /// by hand: postcard's generic code for a 32-byte array is large in a microcontroller's flash.
+    pub fn push(&self, enc: &mut Encoder<'_>) -> bool {
+        let at = enc.len();
+        let ok = enc.push_raw(&[self.tree.0, self.depth])
+            && enc.push(&self.count)
+            && enc.push_raw(&self.root)
+            && enc.push_raw(&[u8::from(self.reply)]);
+        if !ok {
+            enc.truncate(at);
+        }
+        ok
+    }
+
+    fn take(bytes: &[u8]) -> Option<(RootMsg, &[u8])> {
+        let (&[tree, depth], rest) = bytes.split_first_chunk::<2>()?;
+        let (count, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+        let (root, rest) = rest.split_first_chunk::<32>()?;
+        let (&reply, rest) = rest.split_first()?;
+        let reply = match reply {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let m = RootMsg {
+            tree: TreeId(tree),
+            depth,
+            count,
+            root: *root,
+            reply,
+        };
+        Some((m, rest))
+    }
+}
+
 /// A probe: "are you there?", answered by an [`Message::Ack`] with the same `seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -318,7 +354,7 @@ pub fn decode_message(rest: &[u8]) -> Result<Message<'_>, WireError> {
     let malformed = |_| WireError::Malformed;
     let msg = match kind {
         Kind::Root => {
-            let (m, rest) = postcard::take_from_bytes::<RootMsg>(body).map_err(malformed)?;
+            let (m, rest) = RootMsg::take(body).ok_or(WireError::Malformed)?;
             if !rest.is_empty() {
                 return Err(WireError::Malformed);
             }
@@ -480,7 +516,7 @@ impl<'b> Encoder<'b> {
 pub fn encode(header: &Header, msg: &Message<'_>, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
     let mut e = Encoder::new(buf, header, msg.kind())?;
     let ok = match msg {
-        Message::Root(m) => e.push(m),
+        Message::Root(m) => m.push(&mut e),
         Message::Digests { tree, salt, items } => {
             e.push(tree) && e.push_raw(&salt.to_le_bytes()) && e.push_raw(items.as_bytes())
         }
