@@ -185,6 +185,9 @@ pub enum Change {
     Forgotten,
     /// A claim that we are suspect or dead, answered by raising our own version.
     Refuted,
+    /// A claim about our id from another address: another node was given our id (or, with ids
+    /// derived from names, our name). Refuted like any claim about us when newer.
+    Twin(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] SocketAddr),
 }
 
 /// Why a member was refused. Nothing changed.
@@ -212,6 +215,8 @@ pub struct MembersStats {
     pub full: u64,
     /// Refutations of claims about ourselves.
     pub refuted: u64,
+    /// Claims about our id from another address: another node has our id.
+    pub twins: u64,
     /// Tombstones forgotten.
     pub forgotten: u64,
 }
@@ -453,11 +458,17 @@ where
             return Ok(None);
         };
         let (generation, version, status) = (me.generation, me.version, me.status);
-        if m.order() <= order(generation, version, status) || status == Status::Left {
+        let twin = (m.addr != me.addr && m.status == Status::Alive).then_some(Change::Twin(m.addr));
+        if twin.is_some() {
+            self.stats.twins = self.stats.twins.saturating_add(1);
+        }
+        let stale = m.order() <= order(generation, version, status);
+        if status == Status::Left || (stale && twin.is_none()) {
             self.stats.stale = self.stats.stale.saturating_add(1);
             return Ok(None);
         }
-        // Someone holds a newer claim about us than we do: outrank it.
+        // Someone holds a newer claim about us than we do, or another node has our id: outrank it,
+        // so our record travels and the other node learns of us too.
         let (generation, base) = if m.generation > generation {
             (m.generation, m.version)
         } else {
@@ -465,7 +476,7 @@ where
         };
         self.bump(now, generation, base.saturating_add(1), Status::Alive)?;
         self.stats.refuted = self.stats.refuted.saturating_add(1);
-        Ok(Some(Change::Refuted))
+        Ok(twin.or(Some(Change::Refuted)))
     }
 
     fn bump(
@@ -803,6 +814,27 @@ mod tests {
         );
         assert_eq!(t.merge(now, &claim(3, 0, 5, Status::Dead)), Ok(None));
         assert_eq!(t.count(Status::Left), 1);
+    }
+
+    #[test]
+    fn another_node_with_our_id_is_reported_and_outranked_even_by_an_older_claim() {
+        let mut t = table();
+        let now = Instant::from_millis(5);
+        let twin = |version| WireMember {
+            addr: addr(9),
+            ..claim(1, 3, version, Status::Alive)
+        };
+        // Older than our record, from another address: still reported, and ours goes above it so
+        // that the other node hears of us too.
+        assert_eq!(t.merge(now, &twin(0)), Ok(Some(Change::Twin(addr(9)))));
+        assert_eq!(t.me().unwrap().version(), 1);
+        assert_eq!(t.merge(now, &twin(7)), Ok(Some(Change::Twin(addr(9)))));
+        assert_eq!(t.me().unwrap().version(), 8);
+        assert_eq!(t.me().unwrap().addr(), addr(1));
+        assert_eq!(t.stats().twins, 2);
+        // Our own record, echoed back from our own address, is no twin.
+        assert_eq!(t.merge(now, &claim(1, 3, 8, Status::Alive)), Ok(None));
+        assert_eq!(t.stats().twins, 2);
     }
 
     #[test]

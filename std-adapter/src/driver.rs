@@ -334,6 +334,16 @@ impl Driver {
                 self.journal.push("reset", data, None);
                 return;
             }
+            Event::IdConflict(addr) => {
+                let data = json!({
+                    "event": "conflict",
+                    "id": self.node.id().0,
+                    "addr": addr.to_string(),
+                    "reason": "another node claims this node's id",
+                });
+                self.journal.push("member", data, None);
+                return;
+            }
         };
         let mut data = json!({ "event": what, "id": id.0 });
         if let Some(m) = self.node.members().get(*id) {

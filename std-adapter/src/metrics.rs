@@ -266,12 +266,13 @@ impl Metrics {
             m,
             "member_claims_total",
             "counter",
-            "Member records received, by outcome; refuted: claims about this node it outranked; forgotten: tombstones dropped after their retention.",
+            "Member records received, by outcome; refuted: claims about this node it outranked; twin: claims about this node's id from another address (two nodes with one id or name); forgotten: tombstones dropped after their retention.",
             &[
                 ("outcome=\"applied\"", b.applied),
                 ("outcome=\"stale\"", b.stale),
                 ("outcome=\"full\"", b.full),
                 ("outcome=\"refuted\"", b.refuted),
+                ("outcome=\"twin\"", b.twins),
                 ("outcome=\"forgotten\"", b.forgotten),
             ],
         );

@@ -189,3 +189,67 @@ async fn the_cli_lists_members_reads_and_writes_and_watches_a_kill_a_restart_and
     assert!(deleted.status.success());
     assert!(String::from_utf8_lossy(&deleted.stdout).contains("deleted"));
 }
+
+#[tokio::test]
+async fn a_second_agent_with_a_taken_name_stops_with_a_clear_error_and_the_first_keeps_running() {
+    let root = tempfile::tempdir().unwrap();
+    let (gossip, api) = ([free_port(), free_port()], [tcp_port(), tcp_port()]);
+    // The first agent of a cluster: no seeds, so it is not joining anything.
+    let first = Proc(
+        Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(["agent", "--preset", "local", "--name", "agent-1"])
+            .args(["--bind", &format!("127.0.0.1:{}", gossip[0])])
+            .args(["--http", &format!("127.0.0.1:{}", api[0])])
+            .arg("--data-dir")
+            .arg(root.path().join("a"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(
+        "the first agent answers",
+        Duration::from_secs(10),
+        async || members(api[0]).len() == 1,
+    )
+    .await;
+    // The same name (agent-1), so the same id, on other ports, joining through the first.
+    let twin = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["agent", "--preset", "local", "--name", "agent-1"])
+        .args(["--bind", &format!("127.0.0.1:{}", gossip[1])])
+        .args(["--http", &format!("127.0.0.1:{}", api[1])])
+        .args(["--seed", &format!("127.0.0.1:{}", gossip[0])])
+        .arg("--data-dir")
+        .arg(root.path().join("b"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut twin = Proc(twin);
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = twin.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the second agent kept running with a taken name"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut twin.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("another agent at 127.0.0.1:{}", gossip[0]))
+            && stderr.contains("--name"),
+        "{stderr}"
+    );
+    // The first one is untouched: alive, and not told that it left.
+    let list = members(api[0]);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["status"], "alive", "{list:?}");
+    drop(first);
+}

@@ -73,6 +73,9 @@ pub enum Event<K> {
     MemberRestarted(NodeId),
     /// A key was written or deleted by another node.
     DataChanged(K),
+    /// Another node at this address claims our id: two nodes were given one id (or one name, when
+    /// ids come from names). Nothing stops either; the application should, if it is the newcomer.
+    IdConflict(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] SocketAddr),
     /// This many events were dropped because the queue was full (the application did not drain it
     /// after every input, or one datagram changed more than it holds). It comes after the events
     /// that were kept; whoever mirrors the node's state must re-read it whole.
@@ -550,6 +553,7 @@ impl<
                     .apply(1, self.config.swim.awareness_max_multiplier);
                 return;
             }
+            Change::Twin(addr) => Event::IdConflict(addr),
             Change::Forgotten => return,
         };
         self.event(event);

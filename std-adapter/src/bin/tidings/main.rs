@@ -11,6 +11,29 @@ use std::time::Duration;
 use tidings_tokio::{discovery, names, Agent, AgentConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
+/// The address of another node with our id, if one speaks up while this agent is still joining:
+/// then this one is the newcomer. An agent that has joined (or was given no seeds) keeps running,
+/// and the conflict shows in the event stream and in `tidings_member_claims_total{outcome="twin"}`.
+async fn newcomer_conflict(
+    mut events: tokio::sync::broadcast::Receiver<tidings_tokio::AgentEvent>,
+    handle: tidings_tokio::Handle,
+) -> SocketAddr {
+    loop {
+        match events.recv().await {
+            Ok(tidings::node::Event::IdConflict(addr)) => {
+                if matches!(handle.ready().await, Ok(tidings_tokio::Readiness::Joining)) {
+                    return addr;
+                }
+                tracing::warn!(%addr, "another node claims this node's id");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                std::future::pending::<()>().await;
+            }
+            _ => {}
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "tidings",
@@ -337,6 +360,7 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
         return 2;
     }
     tracing::info!(name = name.as_deref().unwrap_or("-"), node_id, "identity");
+    let shown = name.clone().unwrap_or_else(|| "-".into());
     config.name = name;
     let agent = match Agent::start(config).await {
         Ok(a) => a,
@@ -345,6 +369,7 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
             return 1;
         }
     };
+    let conflict = newcomer_conflict(agent.handle().subscribe(), agent.handle());
     let handle = agent.handle();
     let listener = match tokio::net::TcpListener::bind(http).await {
         Ok(l) => l,
@@ -382,6 +407,19 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        addr = conflict => {
+            // No leave: it would tell the cluster that the other agent, which has our id, left.
+            eprintln!(
+                "error: another agent at {addr} already runs as node {} (name {shown}); every agent \
+                 needs its own --name (or --node-id). This one stops; the other keeps running.",
+                handle.id().0
+            );
+            handle.shutdown().await;
+            agent.stopped().await;
+            api.abort();
+            discovery.abort();
+            return 1;
+        }
     }
     tracing::info!("leaving the cluster");
     let code = match handle.leave(Duration::from_secs(5)).await {
