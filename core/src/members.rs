@@ -185,8 +185,9 @@ pub enum Change {
     Forgotten,
     /// A claim that we are suspect or dead, answered by raising our own version.
     Refuted,
-    /// A claim about our id from another address: another node was given our id (or, with ids
-    /// derived from names, our name). Refuted like any claim about us when newer.
+    /// Another node has our id (it was given our id or, with ids derived from names, our name):
+    /// a record of our generation at another address outranked ours again after we had outranked
+    /// it. Refuted like any claim about us.
     Twin(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] SocketAddr),
 }
 
@@ -215,7 +216,7 @@ pub struct MembersStats {
     pub full: u64,
     /// Refutations of claims about ourselves.
     pub refuted: u64,
-    /// Claims about our id from another address: another node has our id.
+    /// Claims showing that another node, at another address, has our id.
     pub twins: u64,
     /// Tombstones forgotten.
     pub forgotten: u64,
@@ -230,6 +231,8 @@ pub struct Members<M, T, B> {
     next_expiry: Option<Instant>,
     live: usize,
     stats: MembersStats,
+    /// The last address that claimed our id (see `merge_about_me`).
+    twin: Option<SocketAddr>,
     _m: core::marker::PhantomData<fn() -> M>,
 }
 
@@ -280,6 +283,7 @@ where
             next_expiry: None,
             live: 0,
             stats: MembersStats::default(),
+            twin: None,
             _m: core::marker::PhantomData,
         };
         let own = WireMember {
@@ -458,14 +462,23 @@ where
             return Ok(None);
         };
         let (generation, version, status) = (me.generation, me.version, me.status);
-        let twin = (m.addr != me.addr && m.status == Status::Alive).then_some(Change::Twin(m.addr));
-        if twin.is_some() {
-            self.stats.twins = self.stats.twins.saturating_add(1);
-        }
         let stale = m.order() <= order(generation, version, status);
-        if status == Status::Left || (stale && twin.is_none()) {
+        // A live record of our generation (or a later one) at another address. Our own past
+        // incarnation's record looks alike once (a restart at a new address, with no data
+        // directory to raise the generation); it is outranked and then stale. Another node with
+        // our id answers by outranking us back: newer again from the address we outranked.
+        let other = m.addr != me.addr && m.status == Status::Alive && m.generation >= generation;
+        let known = self.twin == Some(m.addr);
+        let twin = (other && known && !stale).then_some(Change::Twin(m.addr));
+        if status == Status::Left || (stale && (known || !other)) {
             self.stats.stale = self.stats.stale.saturating_add(1);
             return Ok(None);
+        }
+        if other {
+            self.twin = Some(m.addr);
+        }
+        if twin.is_some() {
+            self.stats.twins = self.stats.twins.saturating_add(1);
         }
         // Someone holds a newer claim about us than we do, or another node has our id: outrank it,
         // so our record travels and the other node learns of us too.
@@ -817,24 +830,49 @@ mod tests {
     }
 
     #[test]
-    fn another_node_with_our_id_is_reported_and_outranked_even_by_an_older_claim() {
+    fn another_node_with_our_id_is_reported_once_it_outranks_us_back() {
         let mut t = table();
         let now = Instant::from_millis(5);
         let twin = |version| WireMember {
             addr: addr(9),
             ..claim(1, 3, version, Status::Alive)
         };
-        // Older than our record, from another address: still reported, and ours goes above it so
-        // that the other node hears of us too.
-        assert_eq!(t.merge(now, &twin(0)), Ok(Some(Change::Twin(addr(9)))));
+        // A record of our generation at another address, even an older one: outranked, so that
+        // whoever is there hears of us, but not yet reported (it may be our own past).
+        assert_eq!(t.merge(now, &twin(0)), Ok(Some(Change::Refuted)));
         assert_eq!(t.me().unwrap().version(), 1);
+        assert_eq!(t.merge(now, &twin(1)), Ok(None), "stale now");
+        // It outranks us back: a live node with our id.
         assert_eq!(t.merge(now, &twin(7)), Ok(Some(Change::Twin(addr(9)))));
         assert_eq!(t.me().unwrap().version(), 8);
         assert_eq!(t.me().unwrap().addr(), addr(1));
-        assert_eq!(t.stats().twins, 2);
+        assert_eq!(t.stats().twins, 1);
         // Our own record, echoed back from our own address, is no twin.
         assert_eq!(t.merge(now, &claim(1, 3, 8, Status::Alive)), Ok(None));
-        assert_eq!(t.stats().twins, 2);
+        assert_eq!(t.stats().twins, 1);
+    }
+
+    #[test]
+    fn our_past_incarnation_at_an_old_address_is_outranked_and_never_reported() {
+        let mut t = table();
+        let now = Instant::from_millis(5);
+        // A restart at a new address without a raised generation: the old record is newer at
+        // first, then stale for good.
+        let old = WireMember {
+            addr: addr(9),
+            ..claim(1, 3, 40, Status::Alive)
+        };
+        assert_eq!(t.merge(now, &old), Ok(Some(Change::Refuted)));
+        for _ in 0..3 {
+            assert_eq!(t.merge(now, &old), Ok(None));
+        }
+        // From an earlier generation: never a twin.
+        let older = WireMember {
+            addr: addr(8),
+            ..claim(1, 2, 99, Status::Alive)
+        };
+        assert_eq!(t.merge(now, &older), Ok(None));
+        assert_eq!(t.stats().twins, 0);
     }
 
     #[test]
