@@ -15,12 +15,12 @@ fuzz_target!(|bytes: &[u8]| {
     match msg {
         Message::Digests { items, .. } => assert!(items.into_iter().count() <= bytes.len()),
         Message::Fetch { groups, .. } => {
-            for (head, bitmap) in groups.groups() {
+            for (head, bitmap) in groups {
                 assert_eq!(bitmap.len(), usize::from(head.count).div_ceil(8));
             }
         }
         Message::Listing { groups, .. } => {
-            for (_, summaries) in groups.groups() {
+            for (_, summaries) in groups {
                 assert!(summaries.into_iter().count() <= bytes.len());
             }
         }

@@ -419,11 +419,11 @@ impl<const TASKS: usize> Engine<TASKS> {
         replica: &dyn Replica,
     ) -> Result<(), SyncError> {
         let shape = replica.tree().shape();
-        for (head, _) in groups.groups() {
+        for (head, _) in groups.into_iter() {
             group_range(shape, head.node, head.part).ok_or(SyncError::BadListing)?;
         }
         let mut plan = Plan::new(from, tree);
-        for (head, bits) in groups.groups() {
+        for (head, bits) in groups.into_iter() {
             let (lo, hi) = group_range(shape, head.node, head.part).unwrap_or((1, 0));
             let ours = OursFrom {
                 replica,
@@ -454,7 +454,7 @@ impl<const TASKS: usize> Engine<TASKS> {
         replica: &dyn Replica,
     ) -> Result<(bool, bool), SyncError> {
         let shape = replica.tree().shape();
-        for (head, summaries) in groups.groups() {
+        for (head, summaries) in groups.into_iter() {
             let level = shape.level(head.node).unwrap_or(0);
             group_range(shape, head.node, head.part)
                 .filter(|&(lo, hi)| {
@@ -467,12 +467,12 @@ impl<const TASKS: usize> Engine<TASKS> {
                 .ok_or(SyncError::BadListing)?;
         }
         let whole_root = |h: &GroupHead| h.node == 0 && h.part.is_none_or(|p| p.0 == [0; 8]);
-        let described = groups.groups().any(|(h, _)| whole_root(&h));
+        let described = groups.into_iter().any(|(h, _)| whole_root(&h));
         if described {
             self.stats.root_described = self.stats.root_described.saturating_add(1);
         }
         let mut plan = Plan::new(from, tree);
-        for (head, summaries) in groups.groups() {
+        for (head, summaries) in groups.into_iter() {
             if !plan.compare(self, replica, &head, summaries) {
                 break;
             }

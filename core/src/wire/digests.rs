@@ -4,7 +4,8 @@
 //! that hold entries, then a 4-byte fingerprint of each such child's digest under the message's salt.
 //! Empty children cost one bit, so a sparse tree (a few keys in a deep tree) is described cheaply.
 
-use super::{Encoder, WireError, MAX_ITEMS};
+use super::run::{Part, Run};
+use super::Encoder;
 
 /// A 4-byte fingerprint of a tree node's digest under a message's salt ([`fingerprint`]).
 pub type Fp = [u8; 4];
@@ -84,44 +85,16 @@ fn take_item(bytes: &[u8]) -> Option<(DigestItem, &[u8])> {
     Some((item, rest))
 }
 
+impl Part for DigestItem {
+    type Item<'a> = DigestItem;
+    const NAME: &'static str = "DigestItems";
+    fn take(bytes: &[u8]) -> Option<(DigestItem, &[u8])> {
+        take_item(bytes)
+    }
+}
+
 /// A validated run of digests items that fills the rest of a datagram.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct DigestItems<'a> {
-    bytes: &'a [u8],
-}
-
-impl core::fmt::Debug for DigestItems<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "DigestItems({} bytes)", self.bytes.len())
-    }
-}
-
-impl<'a> DigestItems<'a> {
-    pub(super) fn validate(bytes: &'a [u8]) -> Result<Self, WireError> {
-        let mut rest = bytes;
-        for _ in 0..MAX_ITEMS {
-            if rest.is_empty() {
-                return Ok(DigestItems { bytes });
-            }
-            rest = take_item(rest).ok_or(WireError::Malformed)?.1;
-        }
-        Err(WireError::Malformed)
-    }
-
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-}
-
-impl Iterator for DigestItems<'_> {
-    type Item = DigestItem;
-    fn next(&mut self) -> Option<DigestItem> {
-        let (item, rest) = take_item(self.bytes)?;
-        self.bytes = rest;
-        Some(item)
-    }
-}
+pub type DigestItems<'a> = Run<'a, DigestItem>;
 
 #[cfg(test)]
 mod tests {
@@ -142,7 +115,7 @@ mod tests {
         let end = enc.len();
         assert_eq!(end - start, 1 + 2 + 2 * 4);
         let items = DigestItems::validate(&buf[start..end]).unwrap();
-        assert_eq!(items.collect::<std::vec::Vec<_>>(), [item]);
+        assert_eq!(items.into_iter().collect::<std::vec::Vec<_>>(), [item]);
         assert!(DigestItems::validate(&buf[start..end - 1]).is_err());
     }
 }

@@ -9,7 +9,8 @@
 //! A fetch answers a group by position: the group's head again, and a bitmap of the summaries wanted.
 //! The lister walks the same range in the same order to find them, with no per-peer state.
 
-use super::{Encoder, Hash8, WireError, MAX_ITEMS};
+use super::run::{Part, Run};
+use super::{Encoder, Hash8};
 use crate::tree::BITS;
 use crate::Version;
 
@@ -132,50 +133,15 @@ fn take_summary(bytes: &[u8], width: u8) -> Option<((u64, Version), &[u8])> {
     Some(((u64::from_be_bytes(b), version), rest))
 }
 
-/// A validated listing: groups, each a [`GroupHead`] followed by its summaries.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Listing<'a> {
-    bytes: &'a [u8],
-}
+/// A listing group: a [`GroupHead`], the width byte, and the group's summaries.
+#[derive(Clone, Copy, Debug)]
+pub struct ListingGroup;
 
-impl core::fmt::Debug for Listing<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Listing({} bytes)", self.bytes.len())
-    }
-}
-
-impl<'a> Listing<'a> {
-    pub(super) fn validate(bytes: &'a [u8]) -> Result<Self, WireError> {
-        let mut groups = GroupIter { rest: bytes };
-        for _ in 0..MAX_ITEMS {
-            if groups.rest.is_empty() {
-                return Ok(Listing { bytes });
-            }
-            groups.next().ok_or(WireError::Malformed)?;
-        }
-        Err(WireError::Malformed)
-    }
-
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// The groups, each with its summaries.
-    pub fn groups(&self) -> GroupIter<'a> {
-        GroupIter { rest: self.bytes }
-    }
-}
-
-/// Iterator over the groups of a [`Listing`].
-pub struct GroupIter<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for GroupIter<'a> {
-    type Item = (GroupHead, Summaries<'a>);
-    fn next(&mut self) -> Option<Self::Item> {
-        let (head, after) = take_head(self.rest)?;
+impl Part for ListingGroup {
+    type Item<'a> = (GroupHead, Summaries<'a>);
+    const NAME: &'static str = "Listing";
+    fn take(bytes: &[u8]) -> Option<((GroupHead, Summaries<'_>), &[u8])> {
+        let (head, after) = take_head(bytes)?;
         let (&width, after) = after.split_first()?;
         if !(1..=8).contains(&width) {
             return None;
@@ -189,10 +155,12 @@ impl<'a> Iterator for GroupIter<'a> {
             bytes: after.get(..used)?,
             width,
         };
-        self.rest = rest;
-        Some((head, summaries))
+        Some(((head, summaries), rest))
     }
 }
+
+/// A validated listing: groups, each a [`GroupHead`] followed by its summaries.
+pub type Listing<'a> = Run<'a, ListingGroup>;
 
 /// The summaries of one listing group: (short key hash, version), in the sender's key-hash order.
 #[derive(Clone, Copy, Debug)]
@@ -217,56 +185,22 @@ impl Iterator for Summaries<'_> {
     }
 }
 
-/// A validated fetch: groups, each a [`GroupHead`] followed by its bitmap.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Fetches<'a> {
-    bytes: &'a [u8],
-}
+/// A fetch group: the listing group's [`GroupHead`] again, and its bitmap.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchGroup;
 
-impl core::fmt::Debug for Fetches<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Fetches({} bytes)", self.bytes.len())
-    }
-}
-
-impl<'a> Fetches<'a> {
-    pub(super) fn validate(bytes: &'a [u8]) -> Result<Self, WireError> {
-        let mut groups = FetchIter { rest: bytes };
-        for _ in 0..MAX_ITEMS {
-            if groups.rest.is_empty() {
-                return Ok(Fetches { bytes });
-            }
-            groups.next().ok_or(WireError::Malformed)?;
-        }
-        Err(WireError::Malformed)
-    }
-
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// The groups, each with its bitmap.
-    pub fn groups(&self) -> FetchIter<'a> {
-        FetchIter { rest: self.bytes }
-    }
-}
-
-/// Iterator over the groups of [`Fetches`].
-pub struct FetchIter<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for FetchIter<'a> {
-    type Item = (GroupHead, &'a [u8]);
-    fn next(&mut self) -> Option<Self::Item> {
-        let (head, after) = take_head(self.rest)?;
+impl Part for FetchGroup {
+    type Item<'a> = (GroupHead, &'a [u8]);
+    const NAME: &'static str = "Fetches";
+    fn take(bytes: &[u8]) -> Option<((GroupHead, &[u8]), &[u8])> {
+        let (head, after) = take_head(bytes)?;
         let n = usize::from(head.count).div_ceil(8);
-        let (bits, rest) = (after.get(..n)?, after.get(n..)?);
-        self.rest = rest;
-        Some((head, bits))
+        Some(((head, after.get(..n)?), after.get(n..)?))
     }
 }
+
+/// A validated fetch: groups, each a [`GroupHead`] followed by its bitmap.
+pub type Fetches<'a> = Run<'a, FetchGroup>;
 
 #[cfg(test)]
 mod tests {

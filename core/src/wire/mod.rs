@@ -20,14 +20,16 @@ mod digests;
 mod frame;
 mod listing;
 mod rejects;
+mod run;
 
 pub use digests::{fingerprint, DigestItem, DigestItems, Fp, DIGEST_ITEM_MAX};
 pub use frame::{message_limit, open, seal, Transmit};
 pub use listing::{
-    push_group_head, push_summary, short_hash, write_group_head, FetchIter, Fetches, GroupHead,
-    GroupIter, Listing, Summaries, BITMAP_BYTES, LISTING_HEAD_MAX, MAX_GROUP,
+    push_group_head, push_summary, short_hash, write_group_head, FetchGroup, Fetches, GroupHead,
+    Listing, ListingGroup, Summaries, BITMAP_BYTES, LISTING_HEAD_MAX, MAX_GROUP,
 };
 pub use rejects::Rejects;
+pub use run::{Part, Run, RunIter};
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"td";
