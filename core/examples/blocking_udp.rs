@@ -41,7 +41,7 @@ fn main() -> std::io::Result<()> {
         socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
-                let _ = node.handle_datagram(now(), from, &buf[..n]); // refusals are counted in stats()
+                let _ = node.handle_datagram(now(), from, &mut buf[..n]); // refusals are counted in stats()
             }
             Err(e)
                 if matches!(

@@ -1,4 +1,6 @@
-//! Authentication: an HMAC-SHA-256 tag, truncated to 16 bytes, on every datagram, under a keyring.
+//! Authentication: an HMAC-SHA-256 tag, truncated to 16 bytes, on every datagram, under a keyring;
+//! or, with the `encrypt` feature and a ring made with [`Keyring::with_encryption`], encryption:
+//! XChaCha20-Poly1305 seals every datagram's message, and its 16-byte tag takes the HMAC's place.
 //!
 //! One key signs; every key of the ring is accepted, so keys rotate without downtime: add the new key
 //! to every node's ring, then make it the signing key everywhere, then drop the old one. With a ring
@@ -10,9 +12,16 @@
 //! nodes must share and which does not rotate with the signing keys: trees under different digest
 //! keys never agree, so changing it makes anti-entropy find differences everywhere until every node
 //! has the new secret.
+//!
+//! An encrypted datagram's nonce is the sender's id, its generation and a 64-bit counter that starts
+//! at a random point when the node starts: a node never repeats one within a generation, a restart
+//! bumps the generation, and the random start keeps two nodes that share an id and a generation (a
+//! misconfiguration, or a generation not persisted) apart. `SECURITY.md` says what this protects.
 
 use crate::hash::DigestKey;
 use crate::ClusterId;
+#[cfg(feature = "encrypt")]
+use chacha20poly1305::AeadInPlace;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -40,6 +49,8 @@ pub struct Keyring {
     keys: [Key; MAX_KEYS],
     len: u8,
     digest: Key,
+    #[cfg(feature = "encrypt")]
+    encrypt: bool,
 }
 
 /// A keyring already holds [`MAX_KEYS`] keys.
@@ -67,6 +78,15 @@ fn mac(key: &Key) -> Hmac<Sha256> {
     <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into())
 }
 
+/// An encrypted datagram's whole nonce (XChaCha20-Poly1305 takes 24 bytes).
+#[cfg(feature = "encrypt")]
+pub(crate) type Nonce = [u8; 24];
+
+#[cfg(feature = "encrypt")]
+fn aead(key: &Key) -> chacha20poly1305::XChaCha20Poly1305 {
+    <chacha20poly1305::XChaCha20Poly1305 as chacha20poly1305::KeyInit>::new(&(*key).into())
+}
+
 impl Keyring {
     /// A ring whose only key, `signing`, signs and is accepted; it is also the digest secret.
     pub const fn new(signing: Key) -> Self {
@@ -74,7 +94,27 @@ impl Keyring {
             keys: [signing; MAX_KEYS],
             len: 1,
             digest: signing,
+            #[cfg(feature = "encrypt")]
+            encrypt: false,
         }
+    }
+
+    /// The ring, encrypting every datagram under its signing key instead of only signing it; every
+    /// key of the ring still opens, so rotation works as without encryption. A cluster is encrypted
+    /// or not: a node whose ring encrypts refuses plain datagrams, and a node whose ring does not
+    /// refuses encrypted ones (both counted as [`crate::wire::WireError::EncryptionMismatch`]).
+    #[cfg(feature = "encrypt")]
+    pub const fn with_encryption(mut self) -> Self {
+        self.encrypt = true;
+        self
+    }
+
+    /// Whether datagrams are encrypted under this ring.
+    pub const fn encrypts(&self) -> bool {
+        #[cfg(feature = "encrypt")]
+        return self.encrypt;
+        #[cfg(not(feature = "encrypt"))]
+        false
     }
 
     /// The ring, with `secret` keying the digest tree instead.
@@ -117,6 +157,38 @@ impl Keyring {
                 m.update(bytes);
                 m.verify_truncated_left(tag).is_ok() | ok
             })
+    }
+
+    /// Encrypts `msg` in place under the signing key, with `aad` authenticated beside it; the tag.
+    /// `None` only for a message longer than the cipher allows (256 GiB), left as it was.
+    #[cfg(feature = "encrypt")]
+    pub(crate) fn encrypt(
+        &self,
+        nonce: &Nonce,
+        aad: &[u8],
+        msg: &mut [u8],
+    ) -> Option<[u8; TAG_LEN]> {
+        let tag = aead(&self.keys[0])
+            .encrypt_in_place_detached(&(*nonce).into(), aad, msg)
+            .ok()?;
+        Some(tag.into())
+    }
+
+    /// Decrypts `msg` in place if `tag` is its tag, with `aad`, under any key of the ring; `msg` is
+    /// left as it was when no key opens it.
+    #[cfg(feature = "encrypt")]
+    pub(crate) fn decrypt(&self, nonce: &Nonce, aad: &[u8], msg: &mut [u8], tag: &[u8]) -> bool {
+        let Ok(tag) = <[u8; TAG_LEN]>::try_from(tag) else {
+            return false;
+        };
+        let (nonce, tag) = ((*nonce).into(), tag.into());
+        // The cipher checks the tag before it touches the message, so a key that fails leaves the
+        // message for the next one.
+        self.keys().iter().any(|key| {
+            aead(key)
+                .decrypt_in_place_detached(&nonce, aad, msg, &tag)
+                .is_ok()
+        })
     }
 
     /// The digest-tree key of `cluster` under this ring's digest secret.

@@ -288,7 +288,7 @@ impl Config {
         }
     }
 
-    /// Bytes of the largest data entry, in a datagram of its own, tag included.
+    /// Bytes of the largest data entry, in a datagram of its own, tag (and nonce) included.
     pub fn largest_entry_datagram(&self) -> usize {
         let d = &self.data;
         let value = varint_len(d.max_value_len)
@@ -302,6 +302,7 @@ impl Config {
             1,
             value,
             TAG_RESERVE,
+            crate::wire::nonce_room(self.auth.as_ref()),
         ]
         .iter()
         .fold(0usize, |a, b| a.saturating_add(*b))

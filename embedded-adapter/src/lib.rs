@@ -340,7 +340,7 @@ where
             match got {
                 Either3::First(Ok((n, meta))) => {
                     let from = socket_addr(meta.endpoint);
-                    if let Some(bytes) = rx.get(..n) {
+                    if let Some(bytes) = rx.get_mut(..n) {
                         if let Err(e) = self.node.handle_datagram(now(), from, bytes) {
                             fmt::debug!("datagram refused: {:?}", e);
                         }

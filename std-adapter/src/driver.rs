@@ -229,7 +229,7 @@ impl Driver {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         let now = self.now();
-                        if let Err(e) = self.node.handle_datagram(now, from, &buf[..n]) {
+                        if let Err(e) = self.node.handle_datagram(now, from, &mut buf[..n]) {
                             tracing::debug!(%from, error = ?e, "datagram refused");
                         }
                     }

@@ -116,6 +116,7 @@ impl Metrics {
                 ("reason=\"unknown_kind\"", r.unknown_kind),
                 ("reason=\"malformed\"", r.malformed),
                 ("reason=\"unauthenticated\"", r.unauthenticated),
+                ("reason=\"encryption_mismatch\"", r.encryption_mismatch),
             ],
         );
         metric(

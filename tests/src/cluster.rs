@@ -284,7 +284,10 @@ impl Cluster {
         for i in running {
             let node = self.hosts[i].node.as_mut().expect("running");
             for d in &datagrams {
-                if node.handle_datagram(now, addr_of(first), d).is_err() {
+                if node
+                    .handle_datagram(now, addr_of(first), &mut d.clone())
+                    .is_err()
+                {
                     self.refused += 1;
                 }
             }
@@ -346,19 +349,22 @@ impl Cluster {
 
     fn deliver(&mut self, d: Delivery) {
         let now = self.now;
-        let Some(node) = self.hosts.get_mut(d.to).and_then(|h| h.node.as_mut()) else {
+        if self.hosts.get(d.to).is_none_or(|h| h.node.is_none()) {
             return;
-        };
+        }
+        let mut bytes = d.bytes;
+        if self.capture {
+            // As sent: an encrypted datagram is opened where it lies.
+            self.captured.push((d.from, d.to, bytes.clone()));
+        }
+        let node = self.hosts[d.to].node.as_mut().expect("running");
         if node
-            .handle_datagram(now, addr_of(d.from), &d.bytes)
+            .handle_datagram(now, addr_of(d.from), &mut bytes)
             .is_err()
         {
             self.refused += 1;
         }
         let (to, tag) = (d.to, d.tag);
-        if self.capture {
-            self.captured.push((d.from, d.to, d.bytes));
-        }
         self.drain(to, Some(tag));
     }
 
@@ -369,7 +375,9 @@ impl Cluster {
         let Some(node) = self.hosts.get_mut(to).and_then(|h| h.node.as_mut()) else {
             return false;
         };
-        let ok = node.handle_datagram(now, addr_of(from), bytes).is_ok();
+        let ok = node
+            .handle_datagram(now, addr_of(from), &mut bytes.to_vec())
+            .is_ok();
         self.drain(to, None);
         ok
     }

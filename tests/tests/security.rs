@@ -196,7 +196,7 @@ fn a_million_invented_members_and_keys_stay_within_the_bounds() {
             next += 1;
         }
         let len = e.finish();
-        let _ = node.handle_datagram(now, attacker, &buf[..len]);
+        let _ = node.handle_datagram(now, attacker, &mut buf[..len]);
         while node.poll_transmit(now, &mut out).is_some() {}
         while node.poll_event().is_some() {}
     }

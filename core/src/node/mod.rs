@@ -287,6 +287,9 @@ pub struct Node<
     /// of its rate, each feed a full datagram (on `lan`, about 27 at once and 2,100 a second).
     feeds: Pacer,
     stats: NodeStats,
+    /// The counter of the next encrypted datagram's nonce.
+    #[cfg(feature = "encrypt")]
+    sealed: u64,
 }
 
 impl<
@@ -356,6 +359,11 @@ impl<
         // Each node walks the same probe order starting just past itself, so while views agree every
         // member is probed by about one node per interval: a failure is noticed within one interval.
         let probe_cursor = members.hash_of(config.node);
+        // A start drawn from the seed, apart from the generator so that the feature does not change
+        // what else the node draws: two nodes that share an id and a generation but not a seed
+        // never share a nonce. The top bit stays clear, so the counter never wraps.
+        #[cfg(feature = "encrypt")]
+        let sealed = crate::rng::mix(seed) >> 1;
         Ok(Node {
             sync: Engine::new(config.sync),
             config,
@@ -378,6 +386,8 @@ impl<
                 config.sync.max_datagram,
             ),
             stats: NodeStats::default(),
+            #[cfg(feature = "encrypt")]
+            sealed,
         })
     }
 

@@ -20,11 +20,14 @@ impl<
     > Node<S, SYNC, QUEUE, RUMORS, SUSPECTS>
 {
     /// Handles one datagram from `from`. On error nothing changed, and the reason is counted.
+    ///
+    /// `bytes` is mutable so that an encrypted datagram can be decrypted where it lies: after a
+    /// successful call it may hold the plain message; after an error it is as it was.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        bytes: &[u8],
+        bytes: &mut [u8],
     ) -> Result<(), RecvError> {
         self.stats.datagrams_in = self.stats.datagrams_in.saturating_add(1);
         self.stats.bytes_in = self.stats.bytes_in.saturating_add(bytes.len() as u64);
@@ -88,8 +91,8 @@ impl<
         self.sync_at.soon(now, &self.config.swim);
     }
 
-    /// Checks the header, then the tag (with a keyring), then decodes the message.
-    fn open<'b>(&self, bytes: &'b [u8]) -> Result<(wire::Header, Message<'b>), WireError> {
+    /// Checks the header, then the tag or decrypts (with a keyring), then decodes the message.
+    fn open<'b>(&self, bytes: &'b mut [u8]) -> Result<(wire::Header, Message<'b>), WireError> {
         let c = &self.config;
         wire::open(bytes, c.cluster, c.sync.max_datagram, c.auth.as_ref())
     }

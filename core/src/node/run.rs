@@ -164,8 +164,13 @@ impl<
     /// holds back the rest until a buffer that large comes.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let header = self.config.header();
-        // Room for the tag is always kept, so a keyed and a keyless datagram carry the same load.
-        let limit = wire::message_limit(self.config.sync.max_datagram, buf.len());
+        // Room for the tag is always kept, so a keyed and a keyless datagram carry the same load;
+        // an encrypted one also keeps room for its nonce.
+        let max = self.config.sync.max_datagram;
+        let room = max
+            .min(buf.len())
+            .saturating_sub(wire::nonce_room(self.config.auth.as_ref()));
+        let limit = wire::message_limit(max, room);
         // An item leaves the queue only once written: a buffer too small keeps it for the next call.
         let t = match self.out.front().copied() {
             Some(o) => {
@@ -197,16 +202,35 @@ impl<
                 }
             }
             // The engine keeps the tag's room itself (`wire::message_limit`).
-            None => match self.sync.next_tree()? {
-                TreeId::DATA => self.sync.poll_transmit(now, &header, &self.data, buf)?,
-                _ => self.sync.poll_transmit(now, &header, &self.members, buf)?,
-            },
+            None => {
+                let buf = buf.get_mut(..room)?;
+                match self.sync.next_tree()? {
+                    TreeId::DATA => self.sync.poll_transmit(now, &header, &self.data, buf)?,
+                    _ => self.sync.poll_transmit(now, &header, &self.members, buf)?,
+                }
+            }
         };
-        let len = wire::seal(self.config.auth.as_ref(), buf, t.len)?;
+        let nonce = self.next_nonce();
+        let len = wire::seal(self.config.auth.as_ref(), nonce, buf, t.len)?;
         let t = Transmit { len, ..t };
         self.stats.datagrams_out = self.stats.datagrams_out.saturating_add(1);
         self.stats.bytes_out = self.stats.bytes_out.saturating_add(t.len as u64);
         Some(t)
+    }
+
+    /// The nonce of the next encrypted datagram; each is used once.
+    fn next_nonce(&mut self) -> wire::Nonce {
+        #[cfg(feature = "encrypt")]
+        {
+            let counter = self.sealed;
+            self.sealed = self.sealed.wrapping_add(1);
+            wire::Nonce {
+                generation: self.config.generation,
+                counter,
+            }
+        }
+        #[cfg(not(feature = "encrypt"))]
+        wire::Nonce::default()
     }
 
     pub(super) fn fill_rumors(&mut self, now: Instant, enc: &mut Encoder<'_>) {

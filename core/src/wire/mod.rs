@@ -23,7 +23,7 @@ mod rejects;
 mod run;
 
 pub use digests::{fingerprint, DigestItem, DigestItems, Fp, DIGEST_ITEM_MAX};
-pub use frame::{message_limit, open, seal, Transmit};
+pub use frame::{message_limit, nonce_room, open, seal, Nonce, Transmit, ENCRYPTED, NONCE_LEN};
 pub use listing::{
     push_group_head, push_summary, short_hash, write_group_head, FetchGroup, Fetches, GroupHead,
     Listing, ListingGroup, Summaries, BITMAP_BYTES, LISTING_HEAD_MAX, MAX_GROUP,
@@ -307,6 +307,9 @@ pub enum WireError {
     /// No valid authentication tag under the configured keyring (forged, from a keyless or
     /// differently keyed node, or altered on the way).
     Unauthenticated,
+    /// Encrypted at a node whose keyring does not encrypt, or plain at one whose keyring does: a
+    /// cluster is encrypted or not.
+    EncryptionMismatch,
 }
 
 /// Checks a datagram's size, magic, protocol and cluster, and decodes its header; returns the header
@@ -319,24 +322,33 @@ pub fn decode_header(
     if bytes.len() > max_len {
         return Err(WireError::Oversized);
     }
+    let (from, sender, rest) = split_header(bytes)?;
+    if from != cluster.0 {
+        return Err(WireError::ForeignCluster);
+    }
+    Ok((Header::new(cluster, sender), rest))
+}
+
+/// The cluster bytes and sender of a header whose magic and protocol are ours (sealed or not), and
+/// what follows it.
+fn split_header(bytes: &[u8]) -> Result<([u8; 4], NodeId, &[u8]), WireError> {
     match bytes {
         [] | [_] | [_, _] => return Err(WireError::Truncated),
         [m0, m1, ..] if [*m0, *m1] != MAGIC => return Err(WireError::BadMagic),
-        [_, _, p, ..] if *p != PROTOCOL => return Err(WireError::UnsupportedProtocol),
+        [_, _, p, ..] if *p & !frame::ENCRYPTED != PROTOCOL => {
+            return Err(WireError::UnsupportedProtocol)
+        }
         _ => {}
     }
     // Decoded by hand, as postcard lays it out (magic, protocol, cluster bytes, sender varint):
     // postcard's generic decoder for this shape costs flash on a microcontroller.
-    let (fixed, rest) = (
-        bytes.get(3..7).ok_or(WireError::Truncated)?,
-        bytes.get(7..).ok_or(WireError::Truncated)?,
-    );
-    if fixed != cluster.0 {
-        return Err(WireError::ForeignCluster);
-    }
+    let (cluster, rest) = bytes
+        .get(3..)
+        .and_then(<[u8]>::split_first_chunk::<4>)
+        .ok_or(WireError::Truncated)?;
     let (sender, rest) =
         postcard::take_from_bytes::<u64>(rest).map_err(|_| WireError::Truncated)?;
-    Ok((Header::new(cluster, NodeId(sender)), rest))
+    Ok((*cluster, NodeId(sender), rest))
 }
 
 /// Decodes and validates a datagram of at most `max_len` bytes from cluster `cluster`.

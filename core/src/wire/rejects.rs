@@ -22,6 +22,8 @@ pub struct Rejects {
     pub malformed: u64,
     /// [`WireError::Unauthenticated`].
     pub unauthenticated: u64,
+    /// [`WireError::EncryptionMismatch`].
+    pub encryption_mismatch: u64,
 }
 
 impl Rejects {
@@ -36,6 +38,7 @@ impl Rejects {
             WireError::UnknownKind => &mut self.unknown_kind,
             WireError::Malformed => &mut self.malformed,
             WireError::Unauthenticated => &mut self.unauthenticated,
+            WireError::EncryptionMismatch => &mut self.encryption_mismatch,
         };
         *c = c.saturating_add(1);
     }
@@ -51,6 +54,7 @@ impl Rejects {
             self.unknown_kind,
             self.malformed,
             self.unauthenticated,
+            self.encryption_mismatch,
         ]
         .iter()
         .fold(0u64, |a, b| a.saturating_add(*b))

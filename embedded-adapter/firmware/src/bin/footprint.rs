@@ -42,7 +42,7 @@ fn main() -> ! {
         while let Some(tx) = node.poll_transmit(now, &mut out) {
             // Whatever went out comes back as if from the peer: every decoder path is linked.
             let echo = black_box(&out[..tx.len]);
-            let _ = node.handle_datagram(now, peer, &echo.to_vec_free());
+            let _ = node.handle_datagram(now, peer, &mut echo.to_vec_free());
         }
         while node.poll_event().is_some() {}
     }

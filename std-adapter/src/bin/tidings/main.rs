@@ -92,6 +92,11 @@ enum Command {
         /// Without one, datagrams are not authenticated.
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
+        /// Encrypt every datagram under the keyring (XChaCha20-Poly1305) instead of only signing
+        /// it; needs --key-file. Every node of the cluster must say the same: an encrypted node
+        /// refuses plain datagrams and the reverse.
+        #[arg(long)]
+        encrypt: bool,
         /// A TOML file with any of these settings, and `[swim]` timing overrides.
         #[arg(long, value_name = "FILE.toml")]
         config: Option<PathBuf>,
@@ -215,6 +220,7 @@ async fn main() {
             cluster,
             preset,
             key_file,
+            encrypt,
             config,
         } => {
             logging("info");
@@ -236,6 +242,7 @@ async fn main() {
                 cluster: cluster.or(file.cluster),
                 preset: preset.or(file.preset),
                 key_file: key_file.or(file.key_file),
+                encrypt: (encrypt || file.encrypt == Some(true)).then_some(true),
                 meta: file.meta,
                 swim: file.swim,
             };
@@ -328,14 +335,21 @@ async fn run_agent(s: settings::File, recover: bool) -> i32 {
             return 2;
         }
     };
+    let encrypt = s.encrypt == Some(true);
     if let Some(path) = &s.key_file {
         match tidings_tokio::keys::read(path) {
+            Ok(ring) if encrypt => node.auth = Some(ring.with_encryption()),
             Ok(ring) => node.auth = Some(ring),
             Err(e) => {
                 eprintln!("error: key file {e}");
                 return 2;
             }
         }
+    } else if encrypt {
+        eprintln!(
+            "error: --encrypt needs the cluster's keys: give --key-file FILE (`tidings keygen` makes a key)"
+        );
+        return 2;
     } else {
         tracing::warn!("no --key-file: datagrams are not authenticated; anyone who can reach the port can join");
     }

@@ -12,6 +12,7 @@
 //! preset = "lan"          # lan, wan, local, or mcu (to join microcontrollers)
 //! meta = "rack=a"
 //! key_file = "/etc/tidings/keys"   # base64 keys, one per line, the first signs
+//! encrypt = true          # encrypt datagrams under the keys (every node must say the same)
 //!
 //! [swim]                  # optional: override the preset's timing
 //! probe_interval_ms = 1000
@@ -47,6 +48,7 @@ pub struct File {
     pub preset: Option<String>,
     pub meta: Option<String>,
     pub key_file: Option<PathBuf>,
+    pub encrypt: Option<bool>,
     pub swim: Option<Swim>,
 }
 
