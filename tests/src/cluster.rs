@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use tidings::config::Config;
 use tidings::members::Status;
 use tidings::node::{Event, Node, Rumor};
-use tidings::wire::{Encoder, Kind, TAG_RESERVE};
+use tidings::wire::{self, Encoder, Kind, TAG_RESERVE};
 use tidings::{ClusterId, Duration, Instant, NodeId};
 
 /// A simulated node.
@@ -262,12 +262,15 @@ impl Cluster {
         // In key-hash order, so every table grows by appending.
         records.sort_unstable();
         let header = self.config_for(first, 0).header();
-        let limit = self.template.sync.max_datagram - TAG_RESERVE;
+        let ring = self.template.auth;
+        let max = self.template.sync.max_datagram;
+        let limit = max - TAG_RESERVE - wire::nonce_room(ring.as_ref());
         let mut datagrams: Vec<Vec<u8>> = Vec::new();
         let mut at = 0;
         while at < records.len() {
-            let mut buf = vec![0u8; limit];
-            let mut enc = Encoder::new(&mut buf, &header, Kind::Gossip).expect("room for a header");
+            let mut buf = vec![0u8; max];
+            let mut enc =
+                Encoder::new(&mut buf[..limit], &header, Kind::Gossip).expect("room for a header");
             while let Some(&(_, i)) = records.get(at) {
                 let node = self.node(i).expect("running");
                 let me = node.members().me().expect("knows itself");
@@ -277,6 +280,12 @@ impl Cluster {
                 at += 1;
             }
             let len = enc.finish();
+            // Sealed as the cluster's nodes seal theirs, under a generation no simulated node has.
+            let nonce = wire::Nonce {
+                generation: u32::MAX,
+                counter: datagrams.len() as u64,
+            };
+            let len = wire::seal(ring.as_ref(), nonce, &mut buf, len).expect("room for the seal");
             buf.truncate(len);
             datagrams.push(buf);
         }

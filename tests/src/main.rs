@@ -7,7 +7,7 @@ use tidings::Duration;
 use tidings_sim::compare;
 use tidings_sim::plot::Chart;
 use tidings_sim::reconcile;
-use tidings_sim::scenario::{detect, disseminate, join, partition, steady, Common};
+use tidings_sim::scenario::{detect, disseminate, join, partition, steady, Common, Seal};
 
 #[derive(Parser)]
 #[command(
@@ -163,6 +163,10 @@ struct RunArgs {
     /// Write the scenario's main series over time to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// What every datagram carries: no keyring, a signing keyring (a 16-byte tag), or an
+    /// encrypting one (the tag and a 12-byte nonce).
+    #[arg(long, value_enum, default_value_t = Seal::None)]
+    keyring: Seal,
 }
 
 fn pair(s: &str) -> Result<(usize, usize), String> {
@@ -191,6 +195,7 @@ impl RunArgs {
             seed: self.seed,
             loss: self.loss,
             progress: !self.json,
+            seal: self.keyring,
         }
     }
 

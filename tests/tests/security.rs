@@ -2,15 +2,14 @@
 
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 use std::collections::BTreeMap;
-use tidings::auth::Keyring;
 use tidings::config::Config;
 use tidings::data::{WireEntry, WireValue};
 use tidings::members::{Status, WireMember};
 use tidings::node::{AllocStorage, Node, Rumor};
-use tidings::wire::{Encoder, Header, Kind, TAG_RESERVE};
+use tidings::wire::{Encoder, Header, Kind, ENCRYPTED, TAG_RESERVE};
 use tidings::{ClusterId, Duration, Instant, NodeId, Version};
 use tidings_sim::cluster::Cluster;
-use tidings_sim::scenario::{lan, template};
+use tidings_sim::scenario::{lan, template, Seal};
 
 /// Every node's view as comparable versions: members by id, keys by name.
 type View = BTreeMap<(usize, u8, Vec<u8>), (u32, u64, u8, Version)>;
@@ -82,8 +81,16 @@ impl Arbitrary for Replays {
 }
 
 fn replays_never_move_state_backwards(r: Replays) -> bool {
+    replayed(r, Seal::Sign)
+}
+
+fn replays_of_encrypted_datagrams_never_move_state_backwards(r: Replays) -> bool {
+    replayed(r, Seal::Encrypt)
+}
+
+fn replayed(r: Replays, seal: Seal) -> bool {
     let mut config = template(8);
-    config.auth = Some(Keyring::new([3; 32]));
+    config.auth = seal.keyring();
     let mut c = Cluster::converged(config, lan(0.0), r.nodes, r.seed);
     c.capture = true;
     for (k, &(who, key)) in r.writes.iter().enumerate() {
@@ -131,6 +138,78 @@ fn replaying_captured_datagrams_never_moves_state_backwards() {
     QuickCheck::new()
         .tests(100)
         .quickcheck(replays_never_move_state_backwards as fn(Replays) -> bool);
+}
+
+#[test]
+fn replaying_captured_encrypted_datagrams_never_moves_state_backwards() {
+    QuickCheck::new().tests(40).quickcheck(
+        replays_of_encrypted_datagrams_never_move_state_backwards as fn(Replays) -> bool,
+    );
+}
+
+/// A cluster under `seal` at work: writes spread by gossip, a burst too large for gossip repaired by
+/// anti-entropy, a node that joins, one that crashes and one that restarts. Every datagram, as
+/// sent, and the cluster.
+fn captured_traffic(seal: Seal) -> (Vec<Vec<u8>>, Cluster) {
+    let config = Config {
+        auth: seal.keyring(),
+        ..template(8)
+    };
+    let mut c = Cluster::converged(config, lan(0.01), 6, 5);
+    c.capture = true;
+    c.with_node(0, |n, now| {
+        n.set(now, b"secret-key-0", b"recognisable-value-0")
+    })
+    .unwrap()
+    .unwrap();
+    c.run_for(Duration::from_secs(2));
+    c.with_node(1, |n, now| {
+        for k in 0..300u32 {
+            let key = format!("secret-key-{k}");
+            let value = format!("recognisable-value-{k}");
+            n.set(now, key.as_bytes(), value.as_bytes()).unwrap();
+        }
+    });
+    let newcomer = c.join_new(2);
+    c.crash(3);
+    c.run_for(Duration::from_secs(5));
+    c.restart(3, 0);
+    c.run_for(Duration::from_secs(40));
+    assert!(c.data_agrees() && c.members_agree(), "{seal:?}: converged");
+    let held = c.node(newcomer).unwrap().data().records().count();
+    assert_eq!(held, 300, "{seal:?}: the newcomer holds every key");
+    let captured = std::mem::take(&mut c.captured);
+    (captured.into_iter().map(|(_, _, d)| d).collect(), c)
+}
+
+fn shows(datagram: &[u8], needle: &[u8]) -> bool {
+    datagram.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_capture_of_an_encrypted_cluster_never_shows_a_written_key_or_value() {
+    let (captured, _) = captured_traffic(Seal::Encrypt);
+    assert!(captured.len() > 1_000, "{} datagrams", captured.len());
+    let entries = captured.iter().filter(|d| d.len() > 600).count();
+    assert!(
+        entries > 5,
+        "anti-entropy shipped entries: {entries} large datagrams"
+    );
+    for d in &captured {
+        assert_ne!(d[2] & ENCRYPTED, 0, "every datagram is encrypted");
+        assert!(d.len() <= 1200);
+        assert!(
+            !shows(d, b"secret-key") && !shows(d, b"recognisable-value"),
+            "a key or value in plain text: {d:?}"
+        );
+    }
+    // The search finds them where they are: signed but not encrypted, the same traffic shows both.
+    let (captured, _) = captured_traffic(Seal::Sign);
+    let plain = captured
+        .iter()
+        .filter(|d| shows(d, b"secret-key") && shows(d, b"recognisable-value"))
+        .count();
+    assert!(plain > 5, "{plain}");
 }
 
 /// Resident memory of this process, in KiB.

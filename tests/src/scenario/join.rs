@@ -5,7 +5,7 @@
 //! seeds while it is alone (a node does that by itself). The storm is over when every node holds all
 //! `nodes` members alive or suspect (under loss, a suspicion that will be refuted is still knowing).
 
-use super::{lan, ms, template, Common, Progress};
+use super::{lan, ms, sealed, Common, Progress};
 use crate::cluster::{addr_of, Cluster};
 use serde::Serialize;
 use tidings::Duration;
@@ -30,7 +30,7 @@ pub struct Report {
 /// Runs a join storm of `nodes` nodes for at most `limit`.
 pub fn run(nodes: usize, limit: Duration, common: &Common) -> Report {
     let mut progress = Progress::new("join", common);
-    let mut c = Cluster::new(template(nodes), lan(common.loss), common.seed);
+    let mut c = Cluster::new(sealed(nodes, common), lan(common.loss), common.seed);
     for i in 0..nodes {
         c.start_host();
         if i > 0 {

@@ -9,8 +9,10 @@ pub mod steady;
 
 use crate::cluster::{Cluster, CLUSTER};
 use crate::net::NetConfig;
+use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::time::Instant as WallClock;
+use tidings::auth::Keyring;
 use tidings::config::Config;
 use tidings::tree::depth_for;
 use tidings::{Duration, NodeId};
@@ -24,6 +26,33 @@ pub struct Common {
     pub loss: f64,
     /// Print a progress line to a terminal's stderr.
     pub progress: bool,
+    /// What every datagram carries.
+    pub seal: Seal,
+}
+
+/// What every datagram of a simulated cluster carries beside its message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Seal {
+    /// No keyring: the tag's room is kept but left empty.
+    #[default]
+    None,
+    /// A signing keyring: a 16-byte HMAC tag.
+    Sign,
+    /// An encrypting keyring: the message encrypted, a 12-byte nonce and a 16-byte tag.
+    Encrypt,
+}
+
+impl Seal {
+    /// The keyring every node of the cluster holds.
+    pub fn keyring(self) -> Option<Keyring> {
+        let ring = Keyring::new([0x5e; 32]);
+        match self {
+            Seal::None => None,
+            Seal::Sign => Some(ring),
+            Seal::Encrypt => Some(ring.with_encryption()),
+        }
+    }
 }
 
 impl Default for Common {
@@ -32,6 +61,7 @@ impl Default for Common {
             seed: 1,
             loss: 0.0,
             progress: false,
+            seal: Seal::None,
         }
     }
 }
@@ -43,6 +73,14 @@ pub fn template(n: usize) -> Config {
     c.members_depth = depth_for(n as u64, 16).max(1);
     c.max_members = n + 256;
     c
+}
+
+/// [`template`], under the run's keyring.
+pub fn sealed(n: usize, common: &Common) -> Config {
+    Config {
+        auth: common.seal.keyring(),
+        ..template(n)
+    }
 }
 
 /// A LAN: 1 ms one way plus up to 1 ms of jitter (so datagrams reorder), and `loss`.
@@ -57,7 +95,7 @@ pub fn lan(loss: f64) -> NetConfig {
 
 /// A cluster of `n` nodes that agree on membership and have passed on the news of their joins.
 pub fn settled(n: usize, common: &Common) -> Cluster {
-    let mut c = Cluster::converged(template(n), lan(common.loss), n, common.seed);
+    let mut c = Cluster::converged(sealed(n, common), lan(common.loss), n, common.seed);
     settle(&mut c, Duration::from_secs(60));
     c
 }

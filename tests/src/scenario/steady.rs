@@ -16,6 +16,8 @@ pub struct Report {
     pub nodes: usize,
     /// Seconds measured.
     pub secs: u64,
+    /// What every datagram carried beside its message (`--keyring`).
+    pub keyring: super::Seal,
     /// Bytes sent per node per second (UDP payload).
     pub bytes_sent_per_node_per_sec: f64,
     /// Datagrams sent per node per second.
@@ -91,6 +93,7 @@ pub fn run(nodes: usize, secs: u64, common: &Common, chart: Option<&mut Chart>) 
     Report {
         nodes,
         secs,
+        keyring: common.seal,
         bytes_sent_per_node_per_sec: ms((bytes - bytes0) as f64 / per),
         datagrams_per_node_per_sec: ms((datagrams - datagrams0) as f64 / per),
         max_datagram: c.max_datagram,
