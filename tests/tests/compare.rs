@@ -12,7 +12,7 @@ fn common(seed: u64, loss: f64) -> Common {
     Common {
         seed,
         loss,
-        progress: false,
+        ..Common::default()
     }
 }
 
