@@ -20,12 +20,15 @@ fuzz_target!(|bytes: &[u8]| {
     let mut now = Instant::from_millis(1);
     let mut config = Config::lan(CLUSTER, NodeId(1));
     (config.members_depth, config.data_depth) = (1, 1);
-    // An odd first byte runs the node with a keyring; well-formed datagrams are then signed.
-    let ring = Keyring::new([5; 32]);
-    let keyed = bytes.first().is_some_and(|b| b % 2 == 1);
-    if keyed {
-        config.auth = Some(ring);
-    }
+    // The first byte picks the keyring: none, signing, or encrypting; well-formed datagrams are
+    // then sealed as a peer would seal them.
+    let ring = match bytes.first().map(|b| b % 3) {
+        Some(1) => Some(Keyring::new([5; 32])),
+        Some(2) => Some(Keyring::new([5; 32]).with_encryption()),
+        _ => None,
+    };
+    config.auth = ring;
+    let mut sealed = 0u64;
     let me: SocketAddr = "10.0.0.1:7946".parse().unwrap();
     let Ok(mut node) = Node::<Small>::new(config, now, me, b"m", 7) else {
         return;
@@ -40,7 +43,7 @@ fuzz_target!(|bytes: &[u8]| {
             0 => {
                 // A raw datagram of `arg` bytes from the input.
                 let n = usize::from(*arg).min(rest.len());
-                let _ = node.handle_datagram(now, from, &rest[..n]);
+                let _ = node.handle_datagram(now, from, &mut rest[..n].to_vec());
                 rest = &rest[n..];
             }
             1 => {
@@ -60,7 +63,8 @@ fuzz_target!(|bytes: &[u8]| {
                 ];
                 let kind = kinds[usize::from(*arg) % kinds.len()];
                 let header = Header::new(CLUSTER, NodeId(u64::from(arg % 5)));
-                let mut e = Encoder::new(&mut buf[..1200 - TAG_RESERVE], &header, kind).unwrap();
+                let room = 1200 - TAG_RESERVE - wire::nonce_room(ring.as_ref());
+                let mut e = Encoder::new(&mut buf[..room], &header, kind).unwrap();
                 if kind == Kind::Ping {
                     e.push(&Probe {
                         seq: 1,
@@ -68,13 +72,14 @@ fuzz_target!(|bytes: &[u8]| {
                     });
                 }
                 e.push_raw(&rest[..n]);
-                let mut len = e.finish();
-                if keyed {
-                    let tag = ring.tag(&buf[..len]);
-                    buf[len..len + TAG_RESERVE].copy_from_slice(&tag);
-                    len += TAG_RESERVE;
-                }
-                let _ = node.handle_datagram(now, from, &buf[..len]);
+                let len = e.finish();
+                sealed += 1;
+                let nonce = wire::Nonce {
+                    generation: 9,
+                    counter: sealed,
+                };
+                let len = wire::seal(ring.as_ref(), nonce, &mut buf, len).unwrap();
+                let _ = node.handle_datagram(now, from, &mut buf[..len]);
                 rest = &rest[n..];
             }
             2 => {
@@ -90,20 +95,14 @@ fuzz_target!(|bytes: &[u8]| {
             _ => node.join(from),
         }
         while let Some(t) = node.poll_transmit(now, &mut out) {
-            let body = if keyed {
-                assert!(t.len <= node.config().sync.max_datagram);
-                let (body, tag) = out[..t.len].split_at(t.len - TAG_RESERVE);
-                assert!(
-                    ring.verify(body, tag),
-                    "the node sent a datagram with a bad tag"
-                );
-                body
-            } else {
-                assert!(t.len <= node.config().sync.max_datagram - TAG_RESERVE);
-                &out[..t.len]
+            let limit = match ring {
+                Some(_) => node.config().sync.max_datagram,
+                None => node.config().sync.max_datagram - TAG_RESERVE,
             };
+            assert!(t.len <= limit, "the node sent an oversized datagram");
+            // Opened as a peer with the same keyring opens it: tag, decryption, every field.
             assert!(
-                wire::decode(body, CLUSTER, 1200).is_ok(),
+                wire::open(&mut out[..t.len], CLUSTER, 1200, ring.as_ref()).is_ok(),
                 "the node sent a datagram it would refuse"
             );
         }
