@@ -78,7 +78,10 @@ fn start(spawner: Spawner) {
     });
     let socket = UdpSocket::new(stack, &mut b.rx_meta, &mut b.rx, &mut b.tx_meta, &mut b.tx);
     let mut c = Config::mcu(ClusterId::from_name("size"), NodeId(1));
-    c.auth = Some(Keyring::new(core::hint::black_box([7; 32])));
+    let ring = Keyring::new(core::hint::black_box([7; 32]));
+    #[cfg(feature = "encrypt")]
+    let ring = ring.with_encryption();
+    c.auth = Some(ring);
     let addr = core::net::SocketAddr::from((me, 7946));
     let Ok(mut n) = McuNode::<Storage>::new(c, tidings_embassy::now(), addr, b"", 1) else {
         exit(1)
