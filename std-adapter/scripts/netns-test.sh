@@ -3,6 +3,8 @@
 # Checks, with real sockets and real processes: join and replication; a SIGKILLed agent is declared
 # dead, and restarted from its data directory it is back with its data and a higher generation; a
 # cut link (`ip link set ... down`) partitions an agent away, and once restored all views converge.
+# Then three fresh agents with --encrypt, captured on the bridge with tcpdump: a written key and value
+# never appear in the capture, where the signed agents' capture shows them.
 #
 # Needs root and `ip netns`. Exits 0 on success, 1 on failure, 77 when namespaces are unavailable.
 # Runs from any directory; honours CARGO_TARGET_DIR.
@@ -52,11 +54,11 @@ for n in 1 2 3; do
   ip -n "$BR" link set "b$P$n" up
 done
 
-start() { # node
-  local n=$1 seed=()
+start() { # node [flags...]
+  local n=$1 seed=(); shift
   [ "$n" != 1 ] && seed=(--seed 10.77.0.1:7946)
   ip netns exec "$P$n" "$T" agent --node-id "$n" --bind "10.77.0.$n:7946" --http 127.0.0.1:8000 \
-    --data-dir "$W/n$n" --key-file "$W/keys" "${seed[@]}" 2>>"$W/agent$n.log" &
+    --data-dir "$W/n$n" --key-file "$W/keys" "${seed[@]}" "$@" 2>>"$W/agent$n.log" &
   PID[$n]=$!
 }
 
@@ -87,12 +89,31 @@ all_see() { # status node...: every listed observer sees every node 1..3 with $1
   for o in "$@"; do for n in 1 2 3; do [ "$(status_of "$o" "$n")" = "$want" ] || return 1; done; done
 }
 
+# Captures every UDP datagram crossing the bridge while a command runs; prints SKIPPED without tcpdump.
+capture_start() { # file
+  command -v tcpdump >/dev/null || return 1
+  ip netns exec "$BR" tcpdump -i any -U -w "$1" udp port 7946 2>>"$W/tcpdump.log" &
+  PID[cap]=$!
+  sleep 1
+}
+capture_stop() { sleep 1; kill -INT "${PID[cap]}" 2>/dev/null || true; wait "${PID[cap]}" 2>/dev/null || true; unset 'PID[cap]'; }
+shows() { grep -a -c "$2" "$1" || true; } # file needle -> matching lines (0 if none)
+SECRET_KEY=capture-key-7f3a SECRET_VALUE=capture-value-c0ffee
+captured=0
+
 for n in 1 2 3; do start "$n"; done
 wait_until "three agents agree, all alive" 20 all_see alive 1 2 3
 
+capture_start "$W/signed.pcap" && captured=1
 api 1 PUT /v1/kv/color blue >/dev/null
-replicated() { for n in 2 3; do api "$n" GET /v1/kv/color | grep -q '"value":"blue"' || return 1; done; }
+api 1 PUT "/v1/kv/$SECRET_KEY" "$SECRET_VALUE" >/dev/null
+replicated() { for n in 2 3; do api "$n" GET /v1/kv/color | grep -q '"value":"blue"' || return 1; api "$n" GET "/v1/kv/$SECRET_KEY" | grep -q "$SECRET_VALUE" || return 1; done; }
 wait_until "a PUT on node 1 readable on nodes 2 and 3" 5 replicated
+if [ "$captured" = 1 ]; then
+  capture_stop
+  [ "$(shows "$W/signed.pcap" "$SECRET_VALUE")" -gt 0 ] || { echo "FAILED: the signed capture does not show the value: the capture sees nothing"; exit 1; }
+  echo "ok: signed, not encrypted: the capture shows the written value"
+fi
 api 3 PUT /v1/kv/owned-by-3 mine >/dev/null
 
 kill -9 "${PID[3]}"; unset 'PID[3]'
@@ -115,4 +136,26 @@ kill -TERM "${PID[2]}"; wait "${PID[2]}"; code=$?; unset 'PID[2]'
 [ "$code" = 0 ] || { echo "FAILED: SIGTERM exit code $code"; exit 1; }
 left2() { [ "$(status_of 1 2)" = left ] && [ "$(status_of 3 2)" = left ]; }
 wait_until "SIGTERM: node 2 left gracefully (exit 0) and is reported left" 10 left2
+
+# Encrypted: three fresh agents with --encrypt, the same keys; nothing readable crosses the bridge.
+for k in "${!PID[@]}"; do kill -9 "${PID[$k]}" 2>/dev/null || true; done
+PID=()
+rm -rf "$W"/n1 "$W"/n2 "$W"/n3
+if [ "$captured" = 1 ]; then capture_start "$W/encrypted.pcap"; fi
+for n in 1 2 3; do start "$n" --encrypt; done
+wait_until "three encrypting agents agree, all alive" 20 all_see alive 1 2 3
+api 1 PUT "/v1/kv/$SECRET_KEY" "$SECRET_VALUE" >/dev/null
+secret() { for n in 2 3; do api "$n" GET "/v1/kv/$SECRET_KEY" | grep -q "$SECRET_VALUE" || return 1; done; }
+wait_until "encrypted: a PUT on node 1 readable on nodes 2 and 3" 10 secret
+if [ "$captured" = 1 ]; then
+  capture_stop
+  size=$(stat -c %s "$W/encrypted.pcap")
+  [ "$size" -gt 10000 ] || { echo "FAILED: the encrypted capture holds only $size bytes"; exit 1; }
+  for needle in "$SECRET_KEY" "$SECRET_VALUE"; do
+    [ "$(shows "$W/encrypted.pcap" "$needle")" = 0 ] || { echo "FAILED: $needle in plain text in the encrypted capture"; exit 1; }
+  done
+  echo "ok: encrypted: $size bytes captured, no written key or value in plain text"
+else
+  echo "SKIPPED the capture of encrypted traffic: tcpdump is missing (the agents still ran encrypted)"
+fi
 echo "netns test passed"
