@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{eventually, free_port, tcp_port, Proc};
-use std::io::{BufRead, BufReader, Write};
+use common::{cli, eventually, free_port, members, tcp_port, Proc};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -32,28 +32,6 @@ fn agent(id: u64, gossip: u16, api: u16, seed: u16, dir: &Path) -> Proc {
             .spawn()
             .unwrap(),
     )
-}
-
-/// `tidings ARGS --http 127.0.0.1:API`, with `stdin` as its input.
-fn cli(api: u16, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(args)
-        .args(["--http", &format!("127.0.0.1:{api}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn members(api: u16) -> Vec<serde_json::Value> {
-    let out = cli(api, &["members", "--json"], b"");
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
 }
 
 /// Waits for a line of `watch --json` whose data matches.

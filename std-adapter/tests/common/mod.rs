@@ -1,8 +1,10 @@
 //! Helpers shared by the agent tests: agents on loopback, waiting for a condition, raw HTTP.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tidings::config::Config;
 use tidings::{ClusterId, NodeId};
@@ -99,6 +101,28 @@ pub async fn http_bytes(
     let headers = String::from_utf8_lossy(&out[..split]).into_owned();
     let body = out.get(split + 4..).unwrap_or_default().to_vec();
     (code, headers, body)
+}
+
+/// `tidings ARGS --http 127.0.0.1:API`, with `stdin` as its input.
+pub fn cli(api: u16, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .args(["--http", &format!("127.0.0.1:{api}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn members(api: u16) -> Vec<serde_json::Value> {
+    let out = cli(api, &["members", "--json"], b"");
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
 }
 
 /// A child process, killed when dropped.
