@@ -72,7 +72,9 @@ pub(crate) async fn start(config: AgentConfig) -> Result<Agent, StartError> {
         .map_err(StartError::Bind)?;
     let local_addr = socket.local_addr().map_err(StartError::Bind)?;
     let epoch = Clock::now();
-    let seed = unix_ms() ^ node_config.node.0.rotate_left(17) ^ u64::from(node_config.generation);
+    // Random, so that two agents sharing a name and a generation (a misconfiguration, or a start
+    // without a data directory) still draw different choices and encryption nonces.
+    let seed = os_random() ^ unix_ms() ^ node_config.node.0.rotate_left(17);
     let mut node = build_node(node_config, local_addr, meta, seed).await?;
     node.set_wall_clock(tidings::Instant::ZERO, unix_us());
     let mut recovering = false;
@@ -517,4 +519,12 @@ impl Driver {
             members: *self.node.members().stats(),
         }
     }
+}
+
+/// 64 bits of the operating system's randomness: std keys every `RandomState` from it.
+fn os_random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
