@@ -1,6 +1,8 @@
 //! Three embassy-net stacks in one process, joined by `embassy-net-driver-channel` through a small
 //! IP hub, each running a tidings node under a shared key: they join, agree on membership, replicate
-//! keys, and notice a node that stopped. Over IPv4 (`host.rs`) or IPv6 (`host_ipv6.rs`).
+//! keys, and notice a node that stopped. Over IPv4 (`host.rs`) or IPv6 (`host_ipv6.rs`); every
+//! datagram signed, or with the `encrypt` feature encrypted (`cargo test -p tidings-embassy
+//! --features encrypt --test host`).
 
 use core::net::IpAddr;
 use embassy_executor::{Executor, Spawner};
@@ -118,9 +120,12 @@ fn start(spawner: Spawner) {
         let socket = UdpSocket::new(stack, &mut b.rx_meta, &mut b.rx, &mut b.tx_meta, &mut b.tx);
         let mut c = Config::mcu(ClusterId::from_name("embassy"), NodeId(i as u64 + 1));
         // The protocol of the mcu preset at the pace of local(), so the test takes seconds; every
-        // datagram authenticated, as a deployment should run.
+        // datagram authenticated, as a deployment should run; with the `encrypt` feature, encrypted.
         c.swim = SwimConfig::local();
-        c.auth = Some(tidings::auth::Keyring::new([0x5a; 32]));
+        let ring = tidings::auth::Keyring::new([0x5a; 32]);
+        #[cfg(feature = "encrypt")]
+        let ring = ring.with_encryption();
+        c.auth = Some(ring);
         let me = core::net::SocketAddr::from((addr(i), 7946));
         let mut n = Node::<Storage>::new(c, tidings_embassy::now(), me, b"", i as u64 + 1).unwrap();
         if i > 0 {
