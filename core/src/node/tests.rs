@@ -3,7 +3,7 @@
 use super::*;
 use crate::members::WireMember;
 use crate::tree::tree_size;
-use crate::wire::{Encoder, Header, Kind, TAG_RESERVE};
+use crate::wire::{self, Encoder, Header, Kind, Message, TAG_RESERVE};
 use crate::ClusterId;
 use std::vec;
 use std::vec::Vec as StdVec;
@@ -381,6 +381,49 @@ fn new_metadata_reaches_every_member_and_too_long_metadata_changes_nothing() {
     assert!(c.nodes[0].set_meta(c.now, &long).is_err());
     let me = c.nodes[0].members().me().unwrap();
     assert_eq!((me.meta(), me.version()), (&b"rack=b"[..], version));
+}
+
+#[test]
+fn a_probe_whose_ping_was_lost_is_answered_by_the_second_ping_and_suspects_no_one() {
+    let cluster = ClusterId(*b"test");
+    let node = |i: u64| {
+        let c = lan(cluster, NodeId(i + 1));
+        Node::<Small>::new(c, Instant::from_millis(1_000), addr(i as usize), b"", i).unwrap()
+    };
+    let (mut a, mut b) = (node(0), node(1));
+    b.join(addr(0));
+    let mut lost = None;
+    let mut pings = StdVec::new();
+    for step in 0..1_000u64 {
+        let t = Instant::from_millis(1_000 + step * 10);
+        a.handle_timeout(t);
+        b.handle_timeout(t);
+        for mut d in outbox(&mut a, t) {
+            if let Ok((_, Message::Ping { probe, .. })) = wire::decode(&d, cluster, 1200) {
+                pings.push(probe.seq);
+                // Once joined, the first probe of b is lost on the way.
+                if lost.is_none() && step > 300 {
+                    lost = Some(probe.seq);
+                    continue;
+                }
+            }
+            let _ = b.handle_datagram(t, addr(0), &mut d);
+        }
+        for mut d in outbox(&mut b, t) {
+            let _ = a.handle_datagram(t, addr(1), &mut d);
+        }
+    }
+    let lost = lost.expect("a probed b");
+    assert_eq!(
+        pings.iter().filter(|&&s| s == lost).count(),
+        2,
+        "pinged again"
+    );
+    assert_eq!(a.stats().missed_acks, 0, "the second ping was answered");
+    assert_eq!(
+        a.members().get(NodeId(2)).map(|m| m.status()),
+        Some(Status::Alive)
+    );
 }
 
 #[test]
