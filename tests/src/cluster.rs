@@ -89,6 +89,8 @@ pub struct Cluster {
     pub watch: bool,
     /// Largest datagram any node sent.
     pub max_datagram: usize,
+    /// Bytes sent by every node, by message kind.
+    pub bytes_by_kind: std::collections::BTreeMap<&'static str, u64>,
     /// Datagrams a node refused (they change nothing; between correct nodes this should stay 0).
     pub refused: u64,
     /// Every datagram delivered, as (from, to, bytes), while [`Cluster::capture`] is on.
@@ -115,6 +117,7 @@ impl Cluster {
             events: Vec::new(),
             watch: false,
             max_datagram: 0,
+            bytes_by_kind: Default::default(),
             refused: 0,
             trace: None,
             captured: Vec::new(),
@@ -348,6 +351,7 @@ impl Cluster {
         while let Some(t) = node.poll_transmit(now, &mut self.buf) {
             h.bytes_out += t.len as u64;
             h.datagrams_out += 1;
+            *self.bytes_by_kind.entry(kind_name(t.kind)).or_default() += t.len as u64;
             self.max_datagram = self.max_datagram.max(t.len);
             if let Some(to) = host_of(t.to).filter(|&to| to < hosts_len) {
                 self.net.send(now, i, to, self.buf[..t.len].to_vec(), h.tag);
@@ -468,5 +472,20 @@ impl Cluster {
             return true;
         };
         roots.all(|r| r == first)
+    }
+}
+
+/// A message kind's name in reports.
+pub fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Root => "root",
+        Kind::Digests => "digests",
+        Kind::Listing => "listing",
+        Kind::Fetch => "fetch",
+        Kind::Entries => "entries",
+        Kind::Ping => "ping",
+        Kind::Ack => "ack",
+        Kind::PingReq => "ping_req",
+        Kind::Gossip => "gossip",
     }
 }

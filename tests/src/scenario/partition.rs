@@ -21,6 +21,8 @@ pub struct Report {
     pub max_datagram: usize,
     /// Bytes sent per running node per second between the heal and convergence.
     pub bytes_per_node_per_sec_during_heal: f64,
+    /// The same, by message kind.
+    pub heal_bytes_by_kind: std::collections::BTreeMap<&'static str, f64>,
 }
 
 /// Parameters of `partition`.
@@ -129,6 +131,7 @@ pub fn run(p: Params, common: &Common, chart: Option<&mut Chart>) -> Report {
     c.run_until(heal_at);
     c.heal();
     let bytes_at_heal = bytes(&c);
+    c.bytes_by_kind.clear();
     let mut points = vec![(0.0, agreement(&c))];
     let until = heal_at + p.limit;
     let mut healed = None;
@@ -172,5 +175,10 @@ pub fn run(p: Params, common: &Common, chart: Option<&mut Chart>) -> Report {
         bytes_per_node_per_sec_during_heal: ms((bytes(&c) - bytes_at_heal) as f64
             / running
             / secs.max(0.001)),
+        heal_bytes_by_kind: c
+            .bytes_by_kind
+            .iter()
+            .map(|(&k, &b)| (k, ms(b as f64 / running / secs.max(0.001))))
+            .collect(),
     }
 }
