@@ -266,7 +266,7 @@ pub struct Runner<
     const VALUE: usize,
     const MEMBERS: usize,
     const SYNC: usize = 32,
-    const QUEUE: usize = 32,
+    const QUEUE: usize = 128,
     const RUMORS: usize = 128,
     const SUSPECTS: usize = 32,
 > where

@@ -184,6 +184,13 @@ impl Metrics {
         );
         metric(
             m,
+            "changes_deferred_total",
+            "counter",
+            "Changes heard while the node's event queue was full, applied when they came again.",
+            &[("", s.changes_deferred)],
+        );
+        metric(
+            m,
             "members",
             "gauge",
             "Members by status.",

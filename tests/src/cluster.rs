@@ -302,8 +302,9 @@ impl Cluster {
                 {
                     self.refused += 1;
                 }
+                // Taken after every input, as a driver does: no change waits for room.
+                while node.poll_event().is_some() {}
             }
-            while node.poll_event().is_some() {}
             self.reschedule(i);
         }
     }

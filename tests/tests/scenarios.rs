@@ -173,3 +173,37 @@ fn a_node_that_lost_everyone_rejoins_through_its_seeds() {
         .all(|i| c.status(i, lone) == Some(Status::Alive)));
     assert!(c.members_agree());
 }
+
+#[test]
+fn a_join_storm_of_100_nodes_reports_every_join_and_drops_no_event() {
+    use std::collections::BTreeSet;
+    use tidings_sim::scenario::{lan, template};
+    // The core's default capacities; 100 nodes join through one at once, and every node's events
+    // are taken after every input, as a driver does.
+    let mut c = Cluster::new(template(100), lan(0.0), 1);
+    c.watch = true;
+    let first = c.start_host();
+    for _ in 1..100 {
+        c.join_new(first);
+    }
+    let mut joined = vec![BTreeSet::new(); 100];
+    for _ in 0..30 {
+        c.run_for(Duration::from_secs(1));
+        for seen in c.take_events() {
+            match seen.event {
+                Event::MemberJoined(id) => {
+                    joined[seen.host].insert(id);
+                }
+                Event::Lagged(n) => panic!("host {} dropped {n} events", seen.host),
+                _ => {}
+            }
+        }
+    }
+    for (i, joined) in joined.iter().enumerate() {
+        let n = c.node(i).unwrap();
+        assert_eq!(n.members().live(), 100, "host {i} knows everyone");
+        assert_eq!(n.stats().events_dropped, 0, "host {i}");
+        let others: BTreeSet<_> = (0..100).filter(|&j| j != i).map(id_of).collect();
+        assert_eq!(*joined, others, "host {i} reported every join");
+    }
+}

@@ -170,24 +170,35 @@ impl<
         }
     }
 
-    /// Suspicions past their deadline declare their members dead; suspicions of members no
-    /// longer suspect are dropped.
+    /// Suspicions past their deadline declare their members dead, as many as the event queue has
+    /// room for; suspicions of members no longer suspect are dropped.
     pub(super) fn expire_suspicions(&mut self, now: Instant) {
         if !self.fd.suspicions.iter().any(|s| s.deadline <= now) {
             return;
         }
         let mut failed: Vec<NodeId, SUSPECTS> = Vec::new();
         let members = &self.members;
+        // No more deaths than the event queue has room for: the rest are declared at the next
+        // timeout, which is due at once.
+        let mut room = self.events_room();
+        let mut deferred = 0u64;
         self.fd.suspicions.retain(|s: &Suspicion| {
             let still = members
                 .get(s.id)
                 .is_some_and(|m| m.status() == Status::Suspect);
-            if still && s.deadline <= now {
-                // `failed` holds as many as `suspicions`: the push cannot fail.
-                let _ = failed.push(s.id);
+            if !still || s.deadline > now {
+                return still;
             }
-            still && s.deadline > now
+            if room == 0 {
+                deferred = deferred.saturating_add(1);
+                return true;
+            }
+            room = room.saturating_sub(1);
+            // `failed` holds as many as `suspicions`: the push cannot fail.
+            let _ = failed.push(s.id);
+            false
         });
+        self.stats.changes_deferred = self.stats.changes_deferred.saturating_add(deferred);
         for id in failed {
             if let Some(change) = self.members.declare_dead(now, id) {
                 let h = self.members.hash_of(id);

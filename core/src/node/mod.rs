@@ -185,8 +185,13 @@ pub struct NodeStats {
     pub indirect_probes: u64,
     /// Probes that went unanswered.
     pub missed_acks: u64,
-    /// Events dropped because the application did not drain them.
+    /// Events dropped because the application did not drain them. Changes heard while the queue is
+    /// full wait instead ([`NodeStats::changes_deferred`]), so this stays 0 when events are taken
+    /// after every input.
     pub events_dropped: u64,
+    /// Changes heard (rumors, entries, deaths due) that waited because the event queue was full:
+    /// applied when they come again, or at the next timeout.
+    pub changes_deferred: u64,
     /// Feeds sent: a sample of members for a newcomer that introduced itself.
     pub feeds: u64,
     /// Newcomers not fed because the pacing budget was spent (they ask again while alone).
@@ -250,8 +255,10 @@ type DataOf<S> = DataMap<
 ///
 /// Besides its [`Storage`], a node's RAM is set by four capacities, whose defaults suit servers:
 /// - `SYNC` (32): anti-entropy exchanges answered at once; more wait for the peer to ask again.
-/// - `QUEUE` (32): probes, acks and gossip waiting to be sent, and events waiting to be taken; both
-///   are drained after every input, so a handful suffices.
+/// - `QUEUE` (128): probes, acks and gossip waiting to be sent, and events waiting to be taken; both
+///   are drained after every input. A datagram whose changes would overflow the event queue has
+///   the rest wait until they come again (see [`NodeStats::changes_deferred`]), so no event is
+///   dropped; 128 holds the changes of any 1,200-byte datagram.
 /// - `RUMORS` (128): recent changes waiting to be piggybacked; when full, the change closest to done
 ///   gives way (anti-entropy still delivers it).
 /// - `SUSPECTS` (32): suspicions timed at once; a suspect beyond that is timed once a slot frees.
@@ -260,7 +267,7 @@ type DataOf<S> = DataMap<
 pub struct Node<
     S: Storage,
     const SYNC: usize = 32,
-    const QUEUE: usize = 32,
+    const QUEUE: usize = 128,
     const RUMORS: usize = 128,
     const SUSPECTS: usize = 32,
 > {
@@ -283,6 +290,8 @@ pub struct Node<
     lagged: u64,
     /// Data changes outran the gossip queue since the last gossip round.
     data_outran: bool,
+    /// Changes of the datagram being handled waited for room in the event queue.
+    deferred: bool,
     /// Bounds feeds like the sync engine's pacing bounds its answers: half its burst and an eighth
     /// of its rate, each feed a full datagram (on `lan`, about 27 at once and 2,100 a second).
     feeds: Pacer,
@@ -380,6 +389,7 @@ impl<
             data_in_sync_at: None,
             lagged: 0,
             data_outran: false,
+            deferred: false,
             feeds: Pacer::new(
                 config.sync.burst_bytes / 2,
                 config.sync.bytes_per_sec / 8,
@@ -459,6 +469,11 @@ impl<
             self.stats.out_dropped = self.stats.out_dropped.saturating_add(1);
         }
         queued
+    }
+
+    /// Free slots in the event queue.
+    pub(super) fn events_room(&self) -> usize {
+        self.events.capacity().saturating_sub(self.events.len())
     }
 
     pub(super) fn event(&mut self, e: Event<S::Key>) {

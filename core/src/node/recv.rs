@@ -44,6 +44,13 @@ impl<
         if r.is_err() {
             self.stats.refused = self.stats.refused.saturating_add(1);
         }
+        if core::mem::take(&mut self.deferred) {
+            // The sender holds changes we could not take yet: compare with it at once, and until
+            // the tables match, rather than wait for its retransmits or the sync interval.
+            self.sync.start(from, TreeId::MEMBERS);
+            self.sync.start(from, TreeId::DATA);
+            self.sync_soon(now);
+        }
         let known = self
             .members
             .get(header.sender)
@@ -233,7 +240,9 @@ impl<
                 let _ = each_entry(
                     bytes,
                     |m: WireMember<'_>| {
-                        tally(self.apply_member(now, &m));
+                        if let Some(changed) = self.apply_member(now, &m) {
+                            tally(changed);
+                        }
                         Ok::<(), ()>(())
                     },
                     (),
@@ -244,7 +253,9 @@ impl<
                 let _ = each_entry(
                     bytes,
                     |e: WireEntry<'_>| {
-                        tally(self.apply_data(now, &e));
+                        if let Some(changed) = self.apply_data(now, &e) {
+                            tally(changed);
+                        }
                         Ok::<(), ()>(())
                     },
                     (),
@@ -261,32 +272,48 @@ impl<
         Ok(())
     }
 
-    /// Merges one member claim; whether it changed anything.
-    fn apply_member(&mut self, now: Instant, m: &WireMember<'_>) -> bool {
-        match self.members.merge(now, m) {
-            Ok(Some(change)) => {
-                let h = self.members.hash_of(m.id);
-                self.spread(TreeId::MEMBERS, h);
-                self.on_change(now, m.id, change);
-                return true;
-            }
-            Ok(None) => {}
-            Err(_) => {}
+    /// Merges one member claim; whether it changed anything, or `None` when it waits for room in
+    /// the event queue.
+    fn apply_member(&mut self, now: Instant, m: &WireMember<'_>) -> Option<bool> {
+        if !self.room_for_event() {
+            return None;
         }
-        false
+        let Ok(Some(change)) = self.members.merge(now, m) else {
+            return Some(false);
+        };
+        let h = self.members.hash_of(m.id);
+        self.spread(TreeId::MEMBERS, h);
+        self.on_change(now, m.id, change);
+        Some(true)
     }
 
-    /// Merges one data entry; whether it changed anything.
-    fn apply_data(&mut self, now: Instant, e: &WireEntry<'_>) -> bool {
-        if let Ok(MergeOutcome::Applied) = self.data.merge(now, e) {
-            let h = self.data.hash_of(e.key);
-            self.spread(TreeId::DATA, h);
-            if let Some(k) = S::Key::from_slice(e.key) {
-                self.event(Event::DataChanged(k));
-            }
-            return true;
+    /// Merges one data entry; whether it changed anything, or `None` when it waits for room in the
+    /// event queue.
+    fn apply_data(&mut self, now: Instant, e: &WireEntry<'_>) -> Option<bool> {
+        if !self.room_for_event() {
+            return None;
         }
-        false
+        let Ok(MergeOutcome::Applied) = self.data.merge(now, e) else {
+            return Some(false);
+        };
+        let h = self.data.hash_of(e.key);
+        self.spread(TreeId::DATA, h);
+        if let Some(k) = S::Key::from_slice(e.key) {
+            self.event(Event::DataChanged(k));
+        }
+        Some(true)
+    }
+
+    /// Whether a change heard now may be applied: with the event queue full it waits, counted, and
+    /// is applied when it comes again (an exchange with the sender starts at once). So one input never queues more events than there is room for, and an application
+    /// that takes events after every input never loses one, whatever the queue's capacity.
+    fn room_for_event(&mut self) -> bool {
+        let room = !self.events.is_full();
+        if !room {
+            self.stats.changes_deferred = self.stats.changes_deferred.saturating_add(1);
+            self.deferred = true;
+        }
+        room
     }
 
     fn on_ack(&mut self, seq: u32) {
