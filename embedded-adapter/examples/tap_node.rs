@@ -1,9 +1,11 @@
 //! A tidings node on embassy-net over a Linux TAP device: the embedded stack talking to real Linux
 //! UDP. `scripts/tap-interop.sh` runs it in a network namespace beside a `tidings agent`.
 //!
-//! Usage: `tap_node TAP OWN_IP SEED_ADDR NODE_ID` (for example `tap0 10.88.0.2 10.88.0.1:7946 2`).
-//! Writes `from-embassy`, then waits until it sees the seed alive and holds `from-agent`; exits 0,
-//! or 1 after 30 s.
+//! Usage: `tap_node TAP OWN_IP SEED_ADDR NODE_ID [lan|mcu]` (for example
+//! `tap0 10.88.0.2 10.88.0.1:7946 2`). With `lan` (the default) the node runs the agent's lan limits
+//! at server capacities; with `mcu` it runs `Config::mcu` at microcontroller capacities (`McuRunner`),
+//! as a board does, for an agent started with `--preset mcu`. Writes `from-embassy`, then waits until
+//! it sees the seed alive and holds `from-agent`; exits 0, or 1 after 30 s.
 
 use embassy_executor::{Executor, Spawner};
 use embassy_net::udp::{PacketMetadata, UdpSocket};
@@ -18,12 +20,15 @@ use tidings::members::Status;
 use tidings::node::{HeaplessStorage, Node};
 use tidings::tree::tree_size;
 use tidings::{ClusterId, NodeId};
-use tidings_embassy::{Handle, Runner, Shared};
+use tidings_embassy::{Handle, McuRunner, Runner, Shared};
 
 /// The trees of the lan preset (depth 2), which the agent uses: depths must match cluster-wide.
 type Storage = HeaplessStorage<8, 64, { tree_size(2) }, 16, 64, 128, { tree_size(2) }>;
+/// The trees of the mcu preset (depth 1); `Config::mcu` keeps keys to 32 bytes and metadata to 32.
+type McuStorage = HeaplessStorage<8, 64, { tree_size(1) }, 16, 64, 128, { tree_size(1) }>;
 type M = CriticalSectionRawMutex;
 type TapRunner = Runner<'static, Storage, M, 64, 128, 8>;
+type McuTapRunner = McuRunner<'static, McuStorage, M, 64, 128, 8>;
 
 static SHARED: Shared<M, 64, 128, 8> = Shared::new();
 
@@ -42,6 +47,11 @@ async fn net(mut runner: embassy_net::Runner<'static, TunTapDevice>) -> ! {
 
 #[embassy_executor::task]
 async fn node(runner: &'static mut TapRunner) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task]
+async fn mcu_node(runner: &'static mut McuTapRunner) -> ! {
     runner.run().await
 }
 
@@ -77,9 +87,15 @@ async fn script(seed_id: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [tap, ip, seed, id] = args.as_slice() else {
-        eprintln!("usage: tap_node TAP OWN_IP SEED_ADDR NODE_ID");
-        std::process::exit(2);
+    let (tap, ip, seed, id, mcu) = match args.as_slice() {
+        [tap, ip, seed, id] => (tap, ip, seed, id, false),
+        [tap, ip, seed, id, mode] if mode == "lan" || mode == "mcu" => {
+            (tap, ip, seed, id, mode == "mcu")
+        }
+        _ => {
+            eprintln!("usage: tap_node TAP OWN_IP SEED_ADDR NODE_ID [lan|mcu]");
+            std::process::exit(2);
+        }
     };
     let ip: Ipv4Address = ip.parse().expect("an IPv4 address");
     let seed: SocketAddr = seed.parse().expect("a socket address");
@@ -107,13 +123,32 @@ fn main() {
             [0; 8192],
         ));
         let socket = UdpSocket::new(stack, rm, rb, tm, tb);
+        let me = SocketAddr::from((ip, seed.port()));
+        let cluster = ClusterId::from_name("tidings");
+        if mcu {
+            // A board's settings, unchanged: 512-byte datagrams, depth-1 trees, mcu timing.
+            let c = Config::mcu(cluster, NodeId(id));
+            let mut n = tidings_embassy::McuNode::<McuStorage>::new(
+                c,
+                tidings_embassy::now(),
+                me,
+                b"embassy",
+                id,
+            )
+            .expect("valid config");
+            n.join(seed);
+            static RUNNER: StaticCell<McuTapRunner> = StaticCell::new();
+            let runner = Runner::new(n, socket, seed.port(), &SHARED).expect("port free");
+            spawner.spawn(mcu_node(RUNNER.init(runner)).unwrap());
+            spawner.spawn(script(1).unwrap());
+            return;
+        }
         // The agent's lan limits (1,200-byte datagrams), at the pace of local().
-        let mut c = Config::lan(ClusterId::from_name("tidings"), NodeId(id));
+        let mut c = Config::lan(cluster, NodeId(id));
         c.swim = SwimConfig::local();
         c.data.max_key_len = 64;
         c.data.max_value_len = 128;
         c.members.max_meta_len = 64;
-        let me = SocketAddr::from((ip, seed.port()));
         let mut n = Node::<Storage>::new(c, tidings_embassy::now(), me, b"embassy", id)
             .expect("valid config");
         n.join(seed);
