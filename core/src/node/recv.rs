@@ -21,8 +21,8 @@ impl<
 {
     /// Handles one datagram from `from`. On error nothing changed, and the reason is counted.
     ///
-    /// `bytes` is mutable so that an encrypted datagram can be decrypted where it lies: after a
-    /// successful call it may hold the plain message; after an error it is as it was.
+    /// `bytes` is mutable so that an encrypted datagram can be decrypted where it lies: once it
+    /// opened it holds the plain message; one refused as unauthentic is left as it was.
     pub fn handle_datagram(
         &mut self,
         now: Instant,

@@ -79,8 +79,9 @@ pub fn seal(ring: Option<&Keyring>, nonce: Nonce, buf: &mut [u8], len: usize) ->
 }
 
 /// Opens a datagram: checks its header (magic, protocol, cluster, size), then with a keyring its
-/// tag, or with an encrypting one decrypts it in place, then decodes its message. On error `bytes`
-/// is left as it was.
+/// tag, or with an encrypting one decrypts it in place, then decodes its message. A datagram
+/// refused before its message is decoded (header, tag, encryption) is left as it was; one that
+/// opened holds its plain message, even if that then fails to decode.
 pub fn open<'b>(
     bytes: &'b mut [u8],
     cluster: ClusterId,
