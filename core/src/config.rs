@@ -43,6 +43,11 @@ pub struct Config {
     pub max_members: usize,
     /// Most keys (tombstones included) a heap-backed node holds.
     pub max_keys: usize,
+    /// Differing keys the data table's sketch names in one message (feature `sketch`, heap-backed
+    /// nodes; at most [`MAX_CAPACITY`](crate::sketch::MAX_CAPACITY)): `8 * (2c + 1)` bytes, and
+    /// `2c + 1` field multiplications per write. 0 keeps no sketch; the drill-down alone reconciles.
+    #[cfg(feature = "sketch")]
+    pub sketch_capacity: u8,
     /// Failure detection and dissemination.
     pub swim: SwimConfig,
     /// With a keyring, every datagram carries an HMAC tag and datagrams without a valid one are
@@ -165,6 +170,9 @@ pub enum ConfigError {
     ZeroMultiplier,
     /// `gossip_interval` or `sync_interval` is zero, or gossip goes to no member.
     ZeroGossip,
+    /// `sketch_capacity` is above [`MAX_CAPACITY`](crate::sketch::MAX_CAPACITY).
+    #[cfg(feature = "sketch")]
+    SketchTooLarge,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -193,6 +201,12 @@ impl core::fmt::Display for ConfigError {
             ),
             ConfigError::ZeroGossip => f.write_str(
                 "gossip_interval and sync_interval must be above zero and gossip_nodes at least 1",
+            ),
+            #[cfg(feature = "sketch")]
+            ConfigError::SketchTooLarge => write!(
+                f,
+                "sketch_capacity must be at most {}",
+                crate::sketch::MAX_CAPACITY
             ),
         }
     }
@@ -228,6 +242,8 @@ impl Config {
             members_depth: 2,
             max_members: 65_536,
             max_keys: 1 << 24,
+            #[cfg(feature = "sketch")]
+            sketch_capacity: 16,
             swim: SwimConfig::lan(),
             auth: None,
         }
@@ -266,6 +282,8 @@ impl Config {
             },
             data_depth: 1,
             members_depth: 1,
+            #[cfg(feature = "sketch")]
+            sketch_capacity: 0,
             members: MembersConfig {
                 max_meta_len: 32,
                 retention: Duration::from_secs(600),
@@ -329,6 +347,10 @@ impl Config {
         }
         if self.data_depth > MAX_DEPTH || self.members_depth > MAX_DEPTH {
             return Err(ConfigError::TreeTooDeep);
+        }
+        #[cfg(feature = "sketch")]
+        if usize::from(self.sketch_capacity) > crate::sketch::MAX_CAPACITY {
+            return Err(ConfigError::SketchTooLarge);
         }
         let w = &self.swim;
         if w.probe_timeout.as_millis() == 0 || w.probe_timeout >= w.probe_interval {

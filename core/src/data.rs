@@ -226,14 +226,39 @@ pub type HeaplessData<const KEYS: usize, const KEY: usize, const VALUE: usize, c
         [u64; NODES],
     >;
 
-/// A map for servers: hashbrown storage, heap-allocated keys, values and tree.
+/// A map for servers: hashbrown storage, heap-allocated keys, values and tree, and (feature
+/// `sketch`) a sketch beside the tree.
 #[cfg(feature = "alloc")]
 pub type AllocData = DataMap<
     alloc::vec::Vec<u8>,
     alloc::vec::Vec<u8>,
     crate::store::HashTable<Record<alloc::vec::Vec<u8>, alloc::vec::Vec<u8>>>,
-    alloc::vec::Vec<u64>,
+    AllocTree,
 >;
+
+/// The tree storage of [`AllocData`]: digests, with a sketch when the `sketch` feature is on.
+#[cfg(all(feature = "alloc", feature = "sketch"))]
+pub type AllocTree = crate::tree::HeapSketched;
+/// The tree storage of [`AllocData`]: digests, with a sketch when the `sketch` feature is on.
+#[cfg(all(feature = "alloc", not(feature = "sketch")))]
+pub type AllocTree = alloc::vec::Vec<u64>;
+
+/// The sketch capacity of [`AllocData::with_depth`] and of the `lan` preset: 16 differing keys in
+/// 264 bytes.
+pub const DEFAULT_SKETCH_CAPACITY: usize = 16;
+
+/// Heap tree storage of `depth` with a sketch of `capacity` keys (ignored without the `sketch`
+/// feature).
+#[cfg(feature = "alloc")]
+pub fn alloc_tree(depth: u8, capacity: usize) -> AllocTree {
+    #[cfg(feature = "sketch")]
+    return crate::tree::HeapSketched::with_capacity(depth, capacity);
+    #[cfg(not(feature = "sketch"))]
+    {
+        let _ = capacity;
+        alloc::vec![0; crate::tree::Shape::new(depth).map_or(1, |s| s.nodes())]
+    }
+}
 
 impl<const KEYS: usize, const KEY: usize, const VALUE: usize, const NODES: usize>
     HeaplessData<KEYS, KEY, VALUE, NODES>
@@ -258,7 +283,8 @@ impl<const KEYS: usize, const KEY: usize, const VALUE: usize, const NODES: usize
 
 #[cfg(feature = "alloc")]
 impl AllocData {
-    /// An empty map holding at most `limit` entries (tombstones included), with a tree of `depth`.
+    /// An empty map holding at most `limit` entries (tombstones included), with a tree of `depth`
+    /// and a sketch of [`DEFAULT_SKETCH_CAPACITY`] (feature `sketch`).
     pub fn with_depth(
         config: DataConfig,
         writer: NodeId,
@@ -267,18 +293,10 @@ impl AllocData {
         depth: u8,
         limit: usize,
     ) -> Result<Self, DataError> {
-        let nodes = crate::tree::Shape::new(depth)
-            .ok_or(DataError::BadTree(BadTreeSize { len: 0 }))?
-            .nodes();
+        crate::tree::Shape::new(depth).ok_or(DataError::BadTree(BadTreeSize { len: 0 }))?;
         let table = crate::store::HashTable::with_limit(limit);
-        Self::new(
-            config,
-            writer,
-            generation,
-            key,
-            table,
-            alloc::vec![0; nodes],
-        )
+        let tree = alloc_tree(depth, DEFAULT_SKETCH_CAPACITY);
+        Self::new(config, writer, generation, key, table, tree)
     }
 }
 

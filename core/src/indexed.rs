@@ -53,10 +53,17 @@ where
         value: T::Value,
     ) -> Result<Option<T::Value>, Full<T::Value>> {
         let digest = value.digest();
+        let version = value.version();
         let old = self.table.insert(hash, value)?;
         match &old {
-            Some(o) => self.tree.replace(hash, o.digest(), digest),
-            None => self.tree.insert(hash, digest),
+            Some(o) => {
+                self.tree.replace(hash, o.digest(), digest);
+                self.sketch(hash, Some(o.version()), version);
+            }
+            None => {
+                self.tree.insert(hash, digest);
+                self.sketch(hash, None, version);
+            }
         }
         Ok(old)
     }
@@ -65,7 +72,19 @@ where
     pub(crate) fn remove(&mut self, hash: u64) -> Option<T::Value> {
         let old = self.table.remove(hash)?;
         self.tree.remove(hash, old.digest());
+        self.sketch(hash, None, old.version());
         Some(old)
+    }
+
+    /// Moves the sketch from `old` (if any) to `new` at `hash`; a no-op when the tree has none.
+    fn sketch(&mut self, hash: u64, old: Option<Version>, new: Version) {
+        #[cfg(feature = "sketch")]
+        if self.tree.has_sketch() {
+            let w = old.map_or(0, crate::sketch::weight) ^ crate::sketch::weight(new);
+            self.tree.sketch_add(hash, w);
+        }
+        #[cfg(not(feature = "sketch"))]
+        let _ = (hash, old, new);
     }
 
     /// Keeps the entries for which `keep` returns true.
@@ -75,6 +94,10 @@ where
             let k = keep(hash, v);
             if !k {
                 tree.remove(hash, v.digest());
+                #[cfg(feature = "sketch")]
+                if tree.has_sketch() {
+                    tree.sketch_add(hash, crate::sketch::weight(v.version()));
+                }
             }
             k
         });

@@ -63,6 +63,8 @@ pub mod members;
 pub mod node;
 mod pace;
 mod rng;
+#[cfg(feature = "sketch")]
+pub mod sketch;
 pub mod store;
 pub mod sync;
 pub mod time;

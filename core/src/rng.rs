@@ -29,7 +29,7 @@ impl Rng {
 }
 
 /// A bijective scramble of `x` (splitmix64's finalizer): distinct inputs give distinct outputs.
-#[cfg(feature = "encrypt")]
+#[cfg(any(feature = "encrypt", feature = "sketch"))]
 pub(crate) fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -141,12 +141,81 @@ impl Shape {
     }
 }
 
-/// Storage for a tree's digests: a fixed array on microcontrollers, a `Vec` with `alloc`.
+/// Storage for a tree's digests: a fixed array on microcontrollers, a `Vec` with `alloc`; and, in
+/// a [`Sketched`] buffer (feature `sketch`), the syndromes of the table's sketch beside them.
 pub trait TreeBuf {
     /// The digests, breadth-first.
     fn nodes(&self) -> &[u64];
     /// The digests, breadth-first, mutable.
     fn nodes_mut(&mut self) -> &mut [u64];
+    /// The sketch's syndromes: none unless the buffer holds a sketch.
+    fn sketch(&self) -> &[u64] {
+        &[]
+    }
+    /// The sketch's syndromes, mutable.
+    fn sketch_mut(&mut self) -> &mut [u64] {
+        &mut []
+    }
+}
+
+/// Tree storage with a sketch of the table beside the digests ([`crate::sketch`]): `nodes` as any
+/// [`TreeBuf`] holds them, and `syndromes` (`[u64; N]` without a heap, a `Vec` with one) of
+/// [`syndromes_for`](crate::sketch::syndromes_for)`(capacity)` words, kept current on every change.
+#[cfg(feature = "sketch")]
+#[derive(Clone, Debug)]
+pub struct Sketched<B, S> {
+    /// The digests.
+    pub nodes: B,
+    /// The syndromes: an odd number of them, at most [`MAX_SYNDROMES`](crate::sketch::MAX_SYNDROMES).
+    pub syndromes: S,
+}
+
+#[cfg(feature = "sketch")]
+impl<B: TreeBuf, S: AsRef<[u64]> + AsMut<[u64]>> TreeBuf for Sketched<B, S> {
+    fn nodes(&self) -> &[u64] {
+        self.nodes.nodes()
+    }
+    fn nodes_mut(&mut self) -> &mut [u64] {
+        self.nodes.nodes_mut()
+    }
+    fn sketch(&self) -> &[u64] {
+        let s = self.syndromes.as_ref();
+        s.get(..usable(s.len())).unwrap_or(&[])
+    }
+    fn sketch_mut(&mut self) -> &mut [u64] {
+        let s = self.syndromes.as_mut();
+        let n = usable(s.len());
+        s.get_mut(..n).unwrap_or(&mut [])
+    }
+}
+
+/// The syndromes of a buffer of `len` words that a sketch uses: an odd number, at most the largest.
+#[cfg(feature = "sketch")]
+fn usable(len: usize) -> usize {
+    crate::sketch::odd_prefix(len.min(crate::sketch::MAX_SYNDROMES))
+}
+
+/// Heap tree storage with a sketch of `capacity` differing keys.
+#[cfg(all(feature = "sketch", feature = "alloc"))]
+pub type HeapSketched = Sketched<alloc::vec::Vec<u64>, alloc::vec::Vec<u64>>;
+
+#[cfg(all(feature = "sketch", feature = "alloc"))]
+impl HeapSketched {
+    /// Storage for a tree of `depth` (at most [`MAX_DEPTH`]) with a sketch of `capacity` keys (at
+    /// most [`MAX_CAPACITY`](crate::sketch::MAX_CAPACITY); 0 for none).
+    pub fn with_capacity(depth: u8, capacity: usize) -> Self {
+        let nodes = Shape::new(depth.min(MAX_DEPTH)).map_or(1, Shape::nodes);
+        let capacity = capacity.min(crate::sketch::MAX_CAPACITY);
+        let syndromes = if capacity == 0 {
+            0
+        } else {
+            crate::sketch::syndromes_for(capacity)
+        };
+        Sketched {
+            nodes: alloc::vec![0; nodes],
+            syndromes: alloc::vec![0; syndromes],
+        }
+    }
 }
 
 impl<const N: usize> TreeBuf for [u64; N] {
@@ -205,6 +274,7 @@ impl<B: TreeBuf> Tree<B> {
             .find(|s| s.nodes() == len)
             .ok_or(BadTreeSize { len })?;
         buf.nodes_mut().fill(0);
+        buf.sketch_mut().fill(0);
         Ok(Tree {
             buf,
             shape,
@@ -217,6 +287,7 @@ impl<B: TreeBuf> Tree<B> {
     pub fn view(&self) -> TreeView<'_> {
         TreeView {
             nodes: self.buf.nodes(),
+            sketch: self.buf.sketch(),
             shape: self.shape,
             acc: self.acc,
             count: self.count,
@@ -262,6 +333,26 @@ impl<B: TreeBuf> Tree<B> {
         self.toggle(hash, new);
     }
 
+    /// Adds `weight` at key hash `hash` in the sketch, if the buffer holds one: the XOR of an
+    /// entry's old and new weights ([`crate::sketch::weight`]) when it changes, its weight when it
+    /// comes or goes.
+    pub fn sketch_add(&mut self, hash: u64, weight: u64) {
+        #[cfg(feature = "sketch")]
+        {
+            let s = self.buf.sketch_mut();
+            if !s.is_empty() && weight != 0 {
+                crate::sketch::add(s, hash, weight);
+            }
+        }
+        #[cfg(not(feature = "sketch"))]
+        let _ = (hash, weight);
+    }
+
+    /// Whether the buffer holds a sketch.
+    pub fn has_sketch(&self) -> bool {
+        !self.buf.sketch().is_empty()
+    }
+
     /// The digest of `node`.
     pub fn digest(&self, node: u32) -> Option<u64> {
         self.view().digest(node)
@@ -283,12 +374,13 @@ impl<B: TreeBuf> Tree<B> {
 #[derive(Clone, Copy, Debug)]
 pub struct TreeView<'a> {
     nodes: &'a [u64],
+    sketch: &'a [u64],
     shape: Shape,
     acc: (u64, u64),
     count: u64,
 }
 
-impl TreeView<'_> {
+impl<'a> TreeView<'a> {
     /// The tree's shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -302,6 +394,11 @@ impl TreeView<'_> {
     /// The digest of `node`.
     pub fn digest(&self, node: u32) -> Option<u64> {
         self.nodes.get(node as usize).copied()
+    }
+
+    /// The table's sketch: its syndromes, none if the tree keeps no sketch.
+    pub fn sketch(&self) -> &'a [u64] {
+        self.sketch
     }
 
     /// The digests of the 16 children of inner node `node`.

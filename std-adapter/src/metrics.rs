@@ -246,6 +246,17 @@ impl Metrics {
         );
         metric(
             m,
+            "sync_sketches_total",
+            "counter",
+            "Sketches of the data table: sent in answer to a differing root; decoded (the differing keys were known at once); failed (more keys differed than the capacity, so the drill-down took over).",
+            &[
+                ("outcome=\"sent\"", y.sketches_sent),
+                ("outcome=\"decoded\"", y.sketches_decoded),
+                ("outcome=\"failed\"", y.sketches_failed),
+            ],
+        );
+        metric(
+            m,
             "sync_entries_total",
             "counter",
             "Entries moved by anti-entropy.",

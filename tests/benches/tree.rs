@@ -3,7 +3,10 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
-use tidings::data::{AllocData, DataConfig, WireEntry, WireValue};
+use tidings::data::{
+    alloc_tree, AllocData, DataConfig, WireEntry, WireValue, DEFAULT_SKETCH_CAPACITY,
+};
+use tidings::store::HashTable;
 use tidings::tree::{depth_for, Tree};
 use tidings::{ClusterId, DigestKey, Instant, NodeId, Version};
 
@@ -13,15 +16,16 @@ fn key(i: u64) -> Vec<u8> {
     format!("key-{i:08}").into_bytes()
 }
 
-fn build(n: u64) -> AllocData {
+/// A map of `n` keys whose tree keeps a sketch of `capacity` differing keys (0: none).
+fn build(n: u64, capacity: usize) -> AllocData {
     let dk = DigestKey::from_cluster(ClusterId(*b"bnch"));
-    let mut m = AllocData::with_depth(
+    let mut m = AllocData::new(
         DataConfig::default(),
         NodeId(1),
         0,
         dk,
-        depth_for(n, 16),
-        usize::MAX,
+        HashTable::with_limit(usize::MAX),
+        alloc_tree(depth_for(n, 16), capacity),
     )
     .unwrap();
     for i in 0..n {
@@ -53,16 +57,22 @@ fn updates(c: &mut Criterion) {
         })
     });
 
-    // A whole local write: key hash, table lookup, new version, digest, tree update.
-    let mut map = build(KEYS);
-    let mut n = 0u64;
-    g.bench_function("data_set_existing_key_1m", |b| {
-        b.iter(|| {
-            n = (n + 7919) % KEYS;
-            map.set(Instant::ZERO, &key(n), b"fedcba9876543210")
-                .unwrap();
-        })
-    });
+    // A whole local write: key hash, table lookup, new version, digest, tree update, and the
+    // sketch (the default capacity, 16 keys: 33 syndromes), beside the same write without one.
+    for (name, capacity) in [
+        ("data_set_existing_key_1m", DEFAULT_SKETCH_CAPACITY),
+        ("data_set_existing_key_1m_no_sketch", 0),
+    ] {
+        let mut map = build(KEYS, capacity);
+        let mut n = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                n = (n + 7919) % KEYS;
+                map.set(Instant::ZERO, &key(n), b"fedcba9876543210")
+                    .unwrap();
+            })
+        });
+    }
     g.finish();
 }
 
@@ -73,7 +83,7 @@ fn full_build(c: &mut Criterion) {
     g.bench_function("build_1m_keys", |b| {
         b.iter_batched(
             || (),
-            |_| black_box(build(KEYS)).root(),
+            |_| black_box(build(KEYS, DEFAULT_SKETCH_CAPACITY)).root(),
             BatchSize::PerIteration,
         )
     });

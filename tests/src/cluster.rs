@@ -484,6 +484,8 @@ pub fn kind_name(k: Kind) -> &'static str {
         Kind::Listing => "listing",
         Kind::Fetch => "fetch",
         Kind::Entries => "entries",
+        Kind::Sketch => "sketch",
+        Kind::Want => "want",
         Kind::Ping => "ping",
         Kind::Ack => "ack",
         Kind::PingReq => "ping_req",

@@ -67,8 +67,8 @@ pub struct Traffic {
     pub identify_bytes: u64,
     /// Bytes of the entries themselves (without datagram headers).
     pub payload_bytes: u64,
-    /// Identify bytes by message kind: roots, digests, listings, fetches.
-    pub identify_by_kind: [u64; 4],
+    /// Identify bytes by message kind: roots, digests, listings, fetches and wants, sketches.
+    pub identify_by_kind: [u64; 5],
     /// Largest datagram.
     pub max_datagram: usize,
     /// Work the engines refused for lack of room in their queues.
@@ -207,6 +207,7 @@ fn record(t: &mut Traffic, bytes: &[u8], kind: Kind, max: usize) {
             Kind::Root => 0,
             Kind::Digests => 1,
             Kind::Listing => 2,
+            Kind::Sketch => 4,
             _ => 3,
         };
         t.identify_by_kind[i] += bytes.len() as u64;

@@ -38,7 +38,7 @@ pub struct Report {
     pub diff: u64,
     /// Bytes of all datagrams that carried no entry: the cost of finding the differences.
     pub identify_bytes: u64,
-    /// Identify bytes by message kind: `root`, `digests`, `listing`, `fetch`.
+    /// Identify bytes by message kind: `root`, `digests`, `listing`, `fetch`, `sketch`.
     pub identify: Identify,
     /// Encoded size of the entries shipped.
     pub payload_bytes: u64,
@@ -75,8 +75,10 @@ pub struct Identify {
     pub digests: u64,
     /// Listings of short key hashes and versions.
     pub listing: u64,
-    /// Fetch bitmaps.
+    /// Fetch bitmaps, and wants of key hashes.
     pub fetch: u64,
+    /// Sketches.
+    pub sketch: u64,
 }
 
 /// Builds the two replicas and reconciles them.
@@ -142,6 +144,7 @@ pub fn run(p: Params) -> Report {
             digests: t.identify_by_kind[1],
             listing: t.identify_by_kind[2],
             fetch: t.identify_by_kind[3],
+            sketch: t.identify_by_kind[4],
         },
         payload_bytes: t.payload_bytes,
         total_bytes: t.bytes,

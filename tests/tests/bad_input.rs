@@ -117,6 +117,7 @@ fn each_kind_of_bad_datagram_gets_its_reason() {
         count: 1,
         root: [0; 32],
         reply: true,
+        sketch: false,
     });
     let n = wire::encode(&header, &root_msg, &mut buf).unwrap();
     let err = receive(&mut engine, &mut m, &mut rejects, &buf[..n]);

@@ -149,45 +149,55 @@ impl<
             Message::Root(_)
             | Message::Digests { .. }
             | Message::Listing { .. }
-            | Message::Fetch { .. } => {
-                let tree = match *msg {
-                    Message::Root(m) => m.tree,
-                    Message::Digests { tree, .. }
-                    | Message::Listing { tree, .. }
-                    | Message::Fetch { tree, .. } => tree,
-                    _ => TreeId(u8::MAX),
-                };
-                let r = match tree {
-                    TreeId::MEMBERS => {
-                        self.sync
-                            .handle_exchange(now, from, msg, &self.members)
-                            .map(|h| {
-                                if h.behind {
-                                    // We are behind that peer: pull from another soon, even if the
-                                    // entries themselves are lost on the way.
-                                    self.sync_soon(now);
-                                } else if h.mismatched || h.described {
-                                    self.sync_at.diverged(now, &self.config.swim);
-                                } else if h.in_sync {
-                                    self.sync_at.calm();
-                                }
-                            })
-                    }
-                    TreeId::DATA => {
-                        self.sync
-                            .handle_exchange(now, from, msg, &self.data)
-                            .map(|h| {
-                                if h.in_sync {
-                                    self.data_in_sync_at = Some(now);
-                                }
-                            })
-                    }
-                    _ => Err(SyncError::BadNode),
-                };
-                r.map_err(RecvError::Sync)?;
-            }
+            | Message::Fetch { .. } => self.exchange(now, from, msg)?,
+            #[cfg(feature = "sketch")]
+            Message::Sketch { .. } | Message::Want { .. } => self.exchange(now, from, msg)?,
         }
         Ok(())
+    }
+
+    /// A message of an anti-entropy exchange, about the table it names.
+    fn exchange(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+    ) -> Result<(), RecvError> {
+        let tree = match *msg {
+            Message::Root(m) => m.tree,
+            Message::Digests { tree, .. }
+            | Message::Listing { tree, .. }
+            | Message::Fetch { tree, .. } => tree,
+            #[cfg(feature = "sketch")]
+            Message::Sketch { tree, .. } | Message::Want { tree, .. } => tree,
+            _ => TreeId(u8::MAX),
+        };
+        let r = match tree {
+            TreeId::MEMBERS => self
+                .sync
+                .handle_exchange(now, from, msg, &self.members)
+                .map(|h| {
+                    if h.behind {
+                        // We are behind that peer: pull from another soon, even if the entries
+                        // themselves are lost on the way.
+                        self.sync_soon(now);
+                    } else if h.mismatched || h.described {
+                        self.sync_at.diverged(now, &self.config.swim);
+                    } else if h.in_sync {
+                        self.sync_at.calm();
+                    }
+                }),
+            TreeId::DATA => self
+                .sync
+                .handle_exchange(now, from, msg, &self.data)
+                .map(|h| {
+                    if h.in_sync {
+                        self.data_in_sync_at = Some(now);
+                    }
+                }),
+            _ => Err(SyncError::BadNode),
+        };
+        r.map_err(RecvError::Sync)
     }
 
     /// Checks every rumor, then applies them all.

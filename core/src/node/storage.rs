@@ -71,6 +71,18 @@ impl<
     }
 }
 
+/// The data table's sketch capacity: `Config::sketch_capacity`, or none without the feature.
+#[cfg(feature = "alloc")]
+fn sketch_capacity(config: &Config) -> usize {
+    #[cfg(feature = "sketch")]
+    return usize::from(config.sketch_capacity);
+    #[cfg(not(feature = "sketch"))]
+    {
+        let _ = config;
+        0
+    }
+}
+
 /// Storage on the heap, bounded by `Config::max_members` and `Config::max_keys`.
 #[cfg(feature = "alloc")]
 pub struct AllocStorage;
@@ -83,7 +95,7 @@ impl Storage for AllocStorage {
     type Key = alloc::vec::Vec<u8>;
     type Value = alloc::vec::Vec<u8>;
     type DataTable = crate::store::HashTable<Record<Self::Key, Self::Value>>;
-    type DataTree = alloc::vec::Vec<u64>;
+    type DataTree = crate::data::AllocTree;
 
     fn members(config: &Config) -> (Self::MemberTable, Self::MemberTree) {
         let nodes = crate::tree::Shape::new(config.members_depth).map_or(1, |s| s.nodes());
@@ -93,10 +105,9 @@ impl Storage for AllocStorage {
         )
     }
     fn data(config: &Config) -> (Self::DataTable, Self::DataTree) {
-        let nodes = crate::tree::Shape::new(config.data_depth).map_or(1, |s| s.nodes());
         (
             crate::store::HashTable::with_limit(config.max_keys),
-            alloc::vec![0; nodes],
+            crate::data::alloc_tree(config.data_depth, sketch_capacity(config)),
         )
     }
 }

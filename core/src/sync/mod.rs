@@ -46,6 +46,8 @@ use write::{write_describe, write_entries};
 mod nodes;
 mod plan;
 mod replica;
+#[cfg(feature = "sketch")]
+mod sketch;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -132,6 +134,16 @@ pub struct SyncStats {
     pub dropped: u64,
     /// Messages refused with a [`SyncError`].
     pub refused: u64,
+    /// Sketches sent in answer to a differing root.
+    #[cfg(feature = "sketch")]
+    pub sketches_sent: u64,
+    /// Sketches received that decoded: the differing keys were known at once.
+    #[cfg(feature = "sketch")]
+    pub sketches_decoded: u64,
+    /// Sketches received that did not decode (more keys differed than the capacity): the
+    /// drill-down took over.
+    #[cfg(feature = "sketch")]
+    pub sketches_failed: u64,
 }
 
 /// What one sync message showed, as [`Engine::handle`] returns it: the caller decides from this when
@@ -169,6 +181,12 @@ enum Work {
     Send { hashes: Vec<u64, HASHES_PER_TASK> },
     /// Ask for entries by position in listing groups: encoded fetch groups.
     Fetch { groups: Vec<u8, FETCH_BYTES> },
+    /// Send our sketch.
+    #[cfg(feature = "sketch")]
+    Sketch,
+    /// Ask for entries by key hash.
+    #[cfg(feature = "sketch")]
+    Want { hashes: sketch::Wanted },
 }
 
 /// Bytes of encoded fetch groups per fetch task: a dozen sparse groups, or four full ones.
@@ -231,7 +249,7 @@ impl<const TASKS: usize> Engine<TASKS> {
         // Sends and fetches go first: they finish what the drill-down found, while a describe fans
         // out sixteenfold. In a large divergence, serving the drill-down first would fill the queue
         // with work it must then refuse; this way the peer's next listings wait for our answers.
-        let finish = matches!(work, Work::Send { .. } | Work::Fetch { .. });
+        let finish = matches!(work, Work::Send { .. } | Work::Fetch { .. }) || wants(&work);
         let task = Task { to, tree, work };
         let ok = if finish {
             self.tasks.push_front(task)
@@ -354,6 +372,11 @@ impl<const TASKS: usize> Engine<TASKS> {
                 } else {
                     self.stats.mismatched = self.stats.mismatched.saturating_add(1);
                     handled.mismatched = true;
+                    #[cfg(feature = "sketch")]
+                    if sketch::answers_with_sketch(&m, replica) {
+                        self.enqueue(from, m.tree, Work::Sketch);
+                        return Ok(handled);
+                    }
                     self.enqueue(from, m.tree, describe(0, 1, false));
                 }
             }
@@ -364,6 +387,12 @@ impl<const TASKS: usize> Engine<TASKS> {
                 (handled.described, handled.behind) = self.listing(from, tree, groups, replica)?;
             }
             Message::Fetch { tree, groups } => self.fetch(from, tree, groups, replica)?,
+            #[cfg(feature = "sketch")]
+            Message::Sketch { tree, syndromes } => {
+                handled = self.sketch(from, tree, syndromes, replica)?;
+            }
+            #[cfg(feature = "sketch")]
+            Message::Want { tree, hashes } => self.want(from, tree, hashes),
             Message::Ping { .. }
             | Message::Ack { .. }
             | Message::PingReq { .. }
@@ -588,6 +617,7 @@ impl<const TASKS: usize> Engine<TASKS> {
                         count: root.count,
                         root: root.hash,
                         reply: *reply,
+                        sketch: cfg!(feature = "sketch") && !replica.tree().sketch().is_empty(),
                     }
                     .push(&mut enc)
                 }
@@ -600,13 +630,26 @@ impl<const TASKS: usize> Engine<TASKS> {
                     write_entries(now, replica, &mut enc, start, hashes, &mut self.stats)
                 }
                 Work::Fetch { groups } => enc.push_raw(groups),
+                #[cfg(feature = "sketch")]
+                Work::Sketch => {
+                    let ok = sketch::write_sketch(replica, &mut enc);
+                    if ok {
+                        self.stats.sketches_sent = self.stats.sketches_sent.saturating_add(1);
+                    }
+                    ok
+                }
+                #[cfg(feature = "sketch")]
+                Work::Want { hashes } => hashes.iter().all(|h| enc.push_raw(&h.to_be_bytes())),
             };
             if !done {
                 break;
             }
             self.tasks.pop_front();
             finished = finished.saturating_add(1);
-            if kind == Kind::Root || finished >= MAX_TASKS_PER_DATAGRAM {
+            if matches!(kind, Kind::Root)
+                || one_per_datagram(kind)
+                || finished >= MAX_TASKS_PER_DATAGRAM
+            {
                 break;
             }
         }
@@ -691,6 +734,33 @@ fn kind_of(work: &Work, shape: Shape) -> Kind {
         Work::Describe { .. } => Kind::Digests,
         Work::Send { .. } => Kind::Entries,
         Work::Fetch { .. } => Kind::Fetch,
+        #[cfg(feature = "sketch")]
+        Work::Sketch => Kind::Sketch,
+        #[cfg(feature = "sketch")]
+        Work::Want { .. } => Kind::Want,
+    }
+}
+
+/// Whether a task asks for entries by key hash.
+fn wants(work: &Work) -> bool {
+    #[cfg(feature = "sketch")]
+    return matches!(work, Work::Want { .. });
+    #[cfg(not(feature = "sketch"))]
+    {
+        let _ = work;
+        false
+    }
+}
+
+/// Kinds of which a datagram carries one task: a sketch, or a want (whose hashes must all fit, so
+/// two never share a datagram).
+fn one_per_datagram(kind: Kind) -> bool {
+    #[cfg(feature = "sketch")]
+    return matches!(kind, Kind::Sketch | Kind::Want);
+    #[cfg(not(feature = "sketch"))]
+    {
+        let _ = kind;
+        false
     }
 }
 

@@ -154,6 +154,7 @@ fn a_full_queue_refuses_work_and_counts_it() {
         count: 0,
         root: [0; 32],
         reply: true,
+        sketch: false,
     });
     e.handle(Instant::ZERO, addr(5), &theirs, &mut a).unwrap();
     assert_eq!(e.stats().dropped, 2);

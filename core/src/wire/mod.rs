@@ -21,6 +21,8 @@ mod frame;
 mod listing;
 mod rejects;
 mod run;
+#[cfg(feature = "sketch")]
+mod words;
 
 pub use digests::{fingerprint, DigestItem, DigestItems, Fp, DIGEST_ITEM_MAX};
 pub use frame::{message_limit, nonce_room, open, seal, Nonce, Transmit, ENCRYPTED, NONCE_LEN};
@@ -30,12 +32,16 @@ pub use listing::{
 };
 pub use rejects::Rejects;
 pub use run::{Part, Run, RunIter};
+#[cfg(feature = "sketch")]
+pub use words::Words;
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"td";
 /// The protocol version this build speaks. 3: salted 4-byte child fingerprints, listings of short
-/// key hashes, fetches by position.
-pub const PROTOCOL: u8 = 3;
+/// key hashes, fetches by position. 4: a root says whether its sender decodes sketches.
+pub const PROTOCOL: u8 = 4;
+/// Most key hashes one want may name.
+pub const MAX_WANTED: usize = 128;
 /// Default maximum datagram: fits a 1,280-byte IPv6 minimum MTU with room for IP and UDP headers.
 pub const DEFAULT_MAX_DATAGRAM: usize = 1200;
 /// Smallest maximum datagram that configuration accepts.
@@ -99,17 +105,29 @@ pub struct RootMsg {
     pub root: [u8; 32],
     /// Whether the receiver should answer even when the roots match.
     pub reply: bool,
+    /// Whether the sender decodes sketches: a receiver whose root differs may answer with its
+    /// sketch ([`Message::Sketch`]) instead of describing its root.
+    pub sketch: bool,
+}
+
+/// [`RootMsg::reply`] in the flags byte.
+const ROOT_REPLY: u8 = 1;
+/// [`RootMsg::sketch`] in the flags byte.
+const ROOT_SKETCH: u8 = 2;
+
+fn root_flags(reply: bool, sketch: bool) -> u8 {
+    (if reply { ROOT_REPLY } else { 0 }) | (if sketch { ROOT_SKETCH } else { 0 })
 }
 
 impl RootMsg {
-    /// Appends the message, laid out as postcard would (tree, depth, count varint, root, reply),
+    /// Appends the message, laid out as postcard would (tree, depth, count varint, root, flags),
     /// by hand: postcard's generic code for a 32-byte array is large in a microcontroller's flash.
     pub fn push(&self, enc: &mut Encoder<'_>) -> bool {
         let at = enc.len();
         let ok = enc.push_raw(&[self.tree.0, self.depth])
             && enc.push(&self.count)
             && enc.push_raw(&self.root)
-            && enc.push_raw(&[u8::from(self.reply)]);
+            && enc.push_raw(&[root_flags(self.reply, self.sketch)]);
         if !ok {
             enc.truncate(at);
         }
@@ -120,18 +138,17 @@ impl RootMsg {
         let (&[tree, depth], rest) = bytes.split_first_chunk::<2>()?;
         let (count, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
         let (root, rest) = rest.split_first_chunk::<32>()?;
-        let (&reply, rest) = rest.split_first()?;
-        let reply = match reply {
-            0 => false,
-            1 => true,
-            _ => return None,
-        };
+        let (&flags, rest) = rest.split_first()?;
+        if flags & !(ROOT_REPLY | ROOT_SKETCH) != 0 {
+            return None;
+        }
         let m = RootMsg {
             tree: TreeId(tree),
             depth,
             count,
             root: *root,
-            reply,
+            reply: flags & ROOT_REPLY != 0,
+            sketch: flags & ROOT_SKETCH != 0,
         };
         Some((m, rest))
     }
@@ -178,6 +195,12 @@ pub enum Kind {
     Fetch = 4,
     /// [`Message::Entries`].
     Entries = 5,
+    /// [`Message::Sketch`].
+    #[cfg(feature = "sketch")]
+    Sketch = 6,
+    /// [`Message::Want`].
+    #[cfg(feature = "sketch")]
+    Want = 7,
     /// [`Message::Ping`].
     Ping = 16,
     /// [`Message::Ack`].
@@ -196,6 +219,10 @@ impl Kind {
             3 => Kind::Listing,
             4 => Kind::Fetch,
             5 => Kind::Entries,
+            #[cfg(feature = "sketch")]
+            6 => Kind::Sketch,
+            #[cfg(feature = "sketch")]
+            7 => Kind::Want,
             16 => Kind::Ping,
             17 => Kind::Ack,
             18 => Kind::PingReq,
@@ -240,6 +267,25 @@ pub enum Message<'a> {
         /// The encoded entries, back to back.
         bytes: &'a [u8],
     },
+    /// A table's sketch ([`crate::sketch`]): the answer to a root that differs, when its sender
+    /// decodes sketches.
+    #[cfg(feature = "sketch")]
+    Sketch {
+        /// The table.
+        tree: TreeId,
+        /// The syndromes, little-endian: an odd number of them, at most
+        /// [`MAX_SYNDROMES`](crate::sketch::MAX_SYNDROMES).
+        syndromes: Words<'a>,
+    },
+    /// "Send me the entries under these key hashes": what a decoded sketch found newer on the
+    /// receiver, answered with `Entries`.
+    #[cfg(feature = "sketch")]
+    Want {
+        /// The table.
+        tree: TreeId,
+        /// The key hashes, big-endian, at most [`MAX_WANTED`].
+        hashes: Words<'a>,
+    },
     /// A direct probe, with piggybacked rumors.
     Ping {
         /// The probe.
@@ -277,6 +323,10 @@ impl Message<'_> {
             Message::Listing { .. } => Kind::Listing,
             Message::Fetch { .. } => Kind::Fetch,
             Message::Entries { .. } => Kind::Entries,
+            #[cfg(feature = "sketch")]
+            Message::Sketch { .. } => Kind::Sketch,
+            #[cfg(feature = "sketch")]
+            Message::Want { .. } => Kind::Want,
             Message::Ping { .. } => Kind::Ping,
             Message::Ack { .. } => Kind::Ack,
             Message::PingReq { .. } => Kind::PingReq,
@@ -398,6 +448,23 @@ pub fn decode_message(rest: &[u8]) -> Result<Message<'_>, WireError> {
         Kind::Entries => {
             let (tree, bytes) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
             Message::Entries { tree, bytes }
+        }
+        #[cfg(feature = "sketch")]
+        Kind::Sketch => {
+            let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
+            let syndromes = Words::validate(rest, crate::sketch::MAX_SYNDROMES)?;
+            if syndromes.len() % 2 == 0 {
+                return Err(WireError::Malformed);
+            }
+            Message::Sketch { tree, syndromes }
+        }
+        #[cfg(feature = "sketch")]
+        Kind::Want => {
+            let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
+            Message::Want {
+                tree,
+                hashes: Words::validate(rest, MAX_WANTED)?,
+            }
         }
         Kind::Ping => {
             let (probe, rumors) = postcard::take_from_bytes::<Probe>(body).map_err(malformed)?;
@@ -537,6 +604,10 @@ pub fn encode(header: &Header, msg: &Message<'_>, buf: &mut [u8]) -> Result<usiz
         Message::Listing { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
         Message::Fetch { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
         Message::Entries { tree, bytes } => e.push(tree) && e.push_raw(bytes),
+        #[cfg(feature = "sketch")]
+        Message::Sketch { tree, syndromes } => e.push(tree) && e.push_raw(syndromes.as_bytes()),
+        #[cfg(feature = "sketch")]
+        Message::Want { tree, hashes } => e.push(tree) && e.push_raw(hashes.as_bytes()),
         Message::Ping { probe, rumors } => e.push(probe) && e.push_raw(rumors),
         Message::Ack { seq, rumors } => e.push(seq) && e.push_raw(rumors),
         Message::PingReq { request, rumors } => e.push(request) && e.push_raw(rumors),
@@ -639,6 +710,7 @@ mod tests {
                 count,
                 root: r,
                 reply,
+                sketch: !reply,
             });
             let mut buf = [0u8; DEFAULT_MAX_DATAGRAM];
             let len = encode(&header(), &m, &mut buf).unwrap();
