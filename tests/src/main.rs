@@ -46,6 +46,10 @@ enum Command {
         /// only the protocol's, not the time the transfer takes).
         #[arg(long, default_value_t = tidings::sync::SyncConfig::server().bytes_per_sec)]
         rate: u32,
+        /// Differing keys each side's sketch names in one message (0: no sketch, the drill-down
+        /// alone; at most 32).
+        #[arg(long, default_value_t = tidings::data::DEFAULT_SKETCH_CAPACITY)]
+        sketch: usize,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -284,8 +288,16 @@ fn main() {
             loss,
             depth,
             rate,
+            sketch,
             json,
         } => {
+            if sketch > tidings::sketch::MAX_CAPACITY {
+                eprintln!(
+                    "error: --sketch must be at most {}",
+                    tidings::sketch::MAX_CAPACITY
+                );
+                std::process::exit(2);
+            }
             if !(0.0..=1.0).contains(&loss) {
                 eprintln!("error: --loss must be between 0 and 1");
                 std::process::exit(2);
@@ -309,13 +321,14 @@ fn main() {
                 loss,
                 depth,
                 rate,
+                sketch,
             });
             if json {
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
                 println!(
                     "reconcile: {} keys, {} differing, {} B values, seed {seed}, loss {loss}, \
-                     {rate} B/s",
+                     {rate} B/s, sketch of {sketch}",
                     r.keys, r.diff, value_bytes
                 );
                 println!("  identify bytes   {:>10}", r.identify_bytes);

@@ -4,7 +4,8 @@
 use crate::pair::{self, Link, Peer};
 use crate::rng::Rng;
 use serde::Serialize;
-use tidings::data::{AllocData, DataConfig, WireEntry, WireValue};
+use tidings::data::{alloc_tree, AllocData, DataConfig, WireEntry, WireValue};
+use tidings::store::HashTable;
 use tidings::sync::SyncConfig;
 use tidings::tree::depth_for;
 use tidings::wire::TreeId;
@@ -27,6 +28,8 @@ pub struct Params {
     pub depth: Option<u8>,
     /// Pacing of each side in bytes per second (0 = unpaced).
     pub rate: u32,
+    /// Sketch capacity of each side (0: none).
+    pub sketch: usize,
 }
 
 /// The report, one JSON object with exactly these fields.
@@ -60,6 +63,19 @@ pub struct Report {
     pub max_datagram: usize,
     /// Whether both roots and both maps are equal afterwards.
     pub converged: bool,
+    /// Sketches that decoded, and that did not (the drill-down took over), over both sides.
+    pub sketches: Sketches,
+}
+
+/// What became of the sketches sent.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Sketches {
+    /// Sketches sent.
+    pub sent: u64,
+    /// Sketches that decoded.
+    pub decoded: u64,
+    /// Sketches that did not.
+    pub failed: u64,
 }
 
 fn key_of(i: u64) -> Vec<u8> {
@@ -90,8 +106,9 @@ pub fn run(p: Params) -> Report {
         ..DataConfig::default()
     };
     let make = |id| {
-        AllocData::with_depth(config, NodeId(id), 0, digest_key, depth, usize::MAX)
-            .expect("valid depth")
+        let table = HashTable::with_limit(usize::MAX);
+        let tree = alloc_tree(depth, p.sketch);
+        AllocData::new(config, NodeId(id), 0, digest_key, table, tree).expect("valid depth")
     };
     let (mut a, mut b) = (make(1), make(2));
     let mut rng = Rng::new(p.seed);
@@ -135,6 +152,7 @@ pub fn run(p: Params) -> Report {
     let (t, end) = pair::reconcile(&mut pa, &mut pb, TreeId::DATA, link, &mut rng, 100, now);
     let converged =
         pa.replica.root() == pb.replica.root() && same_records(&pa.replica, &pb.replica);
+    let (sa, sb) = (pa.engine.stats(), pb.engine.stats());
     Report {
         keys: p.keys,
         diff: p.diff,
@@ -155,6 +173,11 @@ pub fn run(p: Params) -> Report {
         datagrams: t.datagrams,
         max_datagram: t.max_datagram,
         converged,
+        sketches: Sketches {
+            sent: sa.sketches_sent + sb.sketches_sent,
+            decoded: sa.sketches_decoded + sb.sketches_decoded,
+            failed: sa.sketches_failed + sb.sketches_failed,
+        },
     }
 }
 

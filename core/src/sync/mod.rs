@@ -48,6 +48,8 @@ mod plan;
 mod replica;
 #[cfg(feature = "sketch")]
 mod sketch;
+#[cfg(all(test, feature = "sketch"))]
+mod sketch_tests;
 #[cfg(test)]
 mod tests;
 mod watch;

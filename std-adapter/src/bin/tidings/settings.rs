@@ -13,6 +13,7 @@
 //! meta = "rack=a"
 //! key_file = "/etc/tidings/keys"   # base64 keys, one per line, the first signs
 //! encrypt = true          # encrypt datagrams under the keys (every node must say the same)
+//! sketch_capacity = 16    # differing keys one anti-entropy message names (0 to 32; 0: none)
 //!
 //! [swim]                  # optional: override the preset's timing
 //! probe_interval_ms = 1000
@@ -49,6 +50,7 @@ pub struct File {
     pub meta: Option<String>,
     pub key_file: Option<PathBuf>,
     pub encrypt: Option<bool>,
+    pub sketch_capacity: Option<u8>,
     pub swim: Option<Swim>,
 }
 
@@ -86,6 +88,7 @@ pub fn node_config(
     node: u64,
     preset: &str,
     swim: Option<&Swim>,
+    sketch_capacity: Option<u8>,
 ) -> Result<Config, String> {
     let cluster = ClusterId::from_name(cluster);
     let mut c = match preset {
@@ -118,8 +121,9 @@ pub fn node_config(
         // Room for a name of 64 bytes beside the user's metadata.
         c.members.max_meta_len = AGENT_META;
     }
+    c.sketch_capacity = sketch_capacity.unwrap_or(c.sketch_capacity);
     c.validate()
-        .map_err(|e| format!("inconsistent settings: {e:?}"))?;
+        .map_err(|e| format!("inconsistent settings: {e}"))?;
     Ok(c)
 }
 
@@ -135,7 +139,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.node_id, Some(4));
-        let c = node_config("x", 4, f.preset.as_deref().unwrap(), f.swim.as_ref()).unwrap();
+        let c = node_config("x", 4, f.preset.as_deref().unwrap(), f.swim.as_ref(), None).unwrap();
         assert_eq!(c.swim.probe_interval, Duration::from_secs(2));
         assert_eq!(
             c.swim.probe_timeout,
@@ -151,17 +155,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("node_idd"));
-        assert!(node_config("x", 1, "fast", None)
+        assert!(node_config("x", 1, "fast", None, None)
             .unwrap_err()
             .contains("fast"));
         // Every preset `--help` offers is taken.
         for preset in ["lan", "wan", "local", "mcu"] {
-            assert!(node_config("x", 1, preset, None).is_ok(), "{preset}");
+            assert!(node_config("x", 1, preset, None, None).is_ok(), "{preset}");
         }
         let timeout_past_interval = Swim {
             probe_timeout_ms: Some(5_000),
             ..Swim::default()
         };
-        assert!(node_config("x", 1, "lan", Some(&timeout_past_interval)).is_err());
+        assert!(node_config("x", 1, "lan", Some(&timeout_past_interval), None).is_err());
+        let too_large = node_config("x", 1, "lan", None, Some(33)).unwrap_err();
+        assert!(
+            too_large.contains("sketch_capacity must be at most 32"),
+            "{too_large}"
+        );
+        let none = node_config("x", 1, "lan", None, Some(0)).unwrap();
+        assert_eq!(none.sketch_capacity, 0);
+        assert_eq!(
+            node_config("x", 1, "mcu", None, None)
+                .unwrap()
+                .sketch_capacity,
+            0
+        );
     }
 }
