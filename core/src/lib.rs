@@ -23,6 +23,9 @@
 //!   changes piggybacked on outgoing datagrams ([`node::GossipStats`]).
 //! - [`store`]: storage backends, heapless (fixed capacity) and hashbrown (feature `alloc`).
 //! - [`hash`]: the keyed hashes of keys and entries ([`DigestKey`]).
+//! - `sketch` (feature `sketch`): set reconciliation in one message, a sketch of weighted power
+//!   sums over GF(2^64) beside the digest tree, which names up to its capacity of differing keys
+//!   whatever the size of the tables.
 //!
 //! # Design tenets
 //! - Bounded everything: every table and queue has a capacity; a full one refuses with a counted,

@@ -1,5 +1,5 @@
-//! Digest-tree throughput: updates per second on the hashbrown backend, and a from-scratch build of
-//! 1,000,000 keys.
+//! Digest-tree throughput: updates per second on the hashbrown backend, with and without a sketch,
+//! a from-scratch build of 1,000,000 keys, and decoding a sketch.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
@@ -90,5 +90,30 @@ fn full_build(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, updates, full_build);
+/// Decoding a difference of a full sketch: 16 differing keys in 33 syndromes, and 4.
+fn sketch_decode(c: &mut Criterion) {
+    use tidings::sketch::{add, decode, syndromes_for, Difference};
+    let mut g = c.benchmark_group("sketch_decode");
+    for d in [4u64, 16] {
+        let mut s = vec![0u64; syndromes_for(16)];
+        for i in 1..=d {
+            add(
+                &mut s,
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                i.wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1,
+            );
+        }
+        let mut out = [Difference::default(); 16];
+        let mut seed = 0u64;
+        g.bench_function(format!("differences_{d}_of_capacity_16"), |b| {
+            b.iter(|| {
+                seed += 1;
+                assert_eq!(decode(black_box(&s), seed, &mut out), Ok(d as usize));
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, updates, full_build, sketch_decode);
 criterion_main!(benches);

@@ -124,27 +124,20 @@ impl Times {
         let mut rows = [[0u64; 16]; 16];
         let mut base = m;
         for row in rows.iter_mut() {
-            let (b1, b2) = (base, xtime(base));
-            let (b4, b8) = (xtime(b2), xtime(xtime(b2)));
-            *row = [
-                0,
-                b1,
-                b2,
-                b2 ^ b1,
-                b4,
-                b4 ^ b1,
-                b4 ^ b2,
-                b4 ^ b2 ^ b1,
-                b8,
-                b8 ^ b1,
-                b8 ^ b2,
-                b8 ^ b2 ^ b1,
-                b8 ^ b4,
-                b8 ^ b4 ^ b1,
-                b8 ^ b4 ^ b2,
-                b8 ^ b4 ^ b2 ^ b1,
-            ];
-            base = xtime(b8);
+            // Entry n is the XOR of the powers of two in n: built from the entry without its top
+            // bit, in place.
+            let mut power = base;
+            for bit in 0..4 {
+                let step = 1usize << bit;
+                for n in 0..step {
+                    let below = row.get(n).copied().unwrap_or(0);
+                    if let Some(e) = row.get_mut(n | step) {
+                        *e = below ^ power;
+                    }
+                }
+                power = xtime(power);
+            }
+            base = power;
         }
         Times { rows }
     }

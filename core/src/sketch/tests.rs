@@ -124,21 +124,3 @@ quickcheck! {
         TestResult::from_bool(decoded(&sketch_of(&t, cap), seed) == Err(DecodeError::TooMany))
     }
 }
-
-#[test]
-#[ignore]
-fn timing() {
-    let mut s = [0u64; 33];
-    let t = std::time::Instant::now();
-    for i in 0..1_000_000u64 {
-        add(&mut s, crate::rng::mix(i), i | 1);
-    }
-    std::println!("add 33: {:?}", t.elapsed() / 1_000_000);
-    let tt = terms(16, 9);
-    let sk = sketch_of(&tt, 16);
-    let t = std::time::Instant::now();
-    for seed in 0..20 {
-        assert_eq!(decoded(&sk, seed).unwrap().len(), 16);
-    }
-    std::println!("decode 16: {:?}", t.elapsed() / 20);
-}

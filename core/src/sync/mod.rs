@@ -19,6 +19,15 @@
 //!    `Fetch`, a bitmap of positions in the listing group, answered by `Entries`. Newest wins on every
 //!    side. Two keys that share a short hash are both shipped, so nothing is missed.
 //!
+//! **A sketch first** (feature `sketch`, a table whose tree keeps one: [`crate::tree::Sketched`]).
+//! A root says whether its sender decodes sketches; when it does and the roots differ by at most the
+//! sketch's capacity in entry count, B answers step 1 with its sketch instead of step 2. A XORs it
+//! with its own and decodes the exact key hashes that differ and, from their weights, which side is
+//! newer: it pushes its newer entries at once and asks for B's with a `Want` of key hashes. Sixteen
+//! differing keys among a million cost 395 bytes and two round trips, values included. When more
+//! keys differ than the capacity, A describes its own root and the drill-down above takes over, one
+//! message later. See [`crate::sketch`].
+//!
 //! A lost message only prunes its branch; the next exchange finds whatever is still different. Answers
 //! are produced lazily from a small fixed queue of [`Engine`] tasks, packed into datagrams no larger
 //! than the configured maximum, and paced by a token bucket. A full queue refuses new work (counted);
