@@ -121,24 +121,17 @@ pub(crate) struct Times {
 impl Times {
     /// The table of `m`.
     pub(crate) fn new(m: u64) -> Self {
-        let mut rows = [[0u64; 16]; 16];
         let mut base = m;
-        for row in rows.iter_mut() {
-            // Entry n is the XOR of the powers of two in n: built from the entry without its top
-            // bit, in place.
-            let mut power = base;
-            for bit in 0..4 {
-                let step = 1usize << bit;
-                for n in 0..step {
-                    let below = row.get(n).copied().unwrap_or(0);
-                    if let Some(e) = row.get_mut(n | step) {
-                        *e = below ^ power;
-                    }
-                }
-                power = xtime(power);
-            }
-            base = power;
-        }
+        let rows = core::array::from_fn(|_| {
+            let (b1, b2) = (base, xtime(base));
+            let (b4, b8) = (xtime(b2), xtime(xtime(b2)));
+            base = xtime(b8);
+            // Entry n is the XOR of the multiples its bits name.
+            core::array::from_fn(|n| {
+                let pick = |bit: usize, v: u64| if n & bit != 0 { v } else { 0 };
+                pick(1, b1) ^ pick(2, b2) ^ pick(4, b4) ^ pick(8, b8)
+            })
+        });
         Times { rows }
     }
 
