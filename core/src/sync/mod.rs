@@ -11,9 +11,8 @@
 //!    salt in every message means two subtrees that share a fingerprint by chance are told apart by
 //!    the next exchange.
 //! 3. `Listing`: when the differing children are leaves, the receiver lists them instead: a short key
-//!    hash (the 2 to 4 bytes after the bits the node fixes; two or three more, varying from exchange
-//!    to exchange, in tables whose versions do not tell keys apart) and the version of every entry,
-//!    in hash order. When every one of many small children differs (a dense divergence), they are listed whole
+//!    hash (the 2 to 4 bytes after the bits the node fixes) and the version of every entry, in hash
+//!    order. When every one of many small children differs (a dense divergence), they are listed whole
 //!    one level early, which skips the last level of fingerprints.
 //! 4. The listing's receiver merges it with its own entries of those nodes: entries it has newer (or
 //!    the peer lacks) are pushed at once as `Entries`; entries the peer has newer are asked for with
@@ -613,13 +612,6 @@ impl<const TASKS: usize> Engine<TASKS> {
                 return Written::Stuck;
             }
         }
-        // Listings carry no salt; this one picks their hash widths where versions do not tell keys
-        // apart, and it changes with every exchange this node starts, even one that only lists.
-        let salt = if kind == Kind::Listing {
-            salt ^ (self.stats.started as u32).wrapping_mul(0x9E37_79B9)
-        } else {
-            salt
-        };
         let start = enc.len();
         let mut finished = 0usize;
         let shape = replica.tree().shape();

@@ -31,8 +31,7 @@ pub(super) fn write_describe(
             let from = (*cursor).max(lo);
             // A group that would be split waits for the next datagram, unless it is the first.
             let whole = from == lo && enc.len() > start;
-            let width = hash_width(replica, node, salt);
-            match write_group(replica, enc, (node, whole, width), from, (lo, hi)) {
+            match write_group(replica, enc, (node, whole), from, (lo, hi)) {
                 Some(next) => {
                     *cursor = next;
                     return false;
@@ -53,28 +52,18 @@ pub(super) fn write_describe(
     true
 }
 
-/// Bytes of key hash per summary in a listing of `node`: as few as keep a shared short hash rare
-/// for the entries the node is expected to hold (2 bytes up to 4 entries, 3 up to 64, else 4).
-///
-/// Where versions do not tell keys apart (the member table: two members often share a version), a
-/// key only we hold and one only the peer holds could share a short hash *and* a version, and both
-/// would pass for the same entry. Those listings take two or three bytes more (4 to 7 in all, not
-/// the full 8), the choice flipping with `salt` from exchange to exchange: two keys that pass for one
-/// at one width differ at the other, so a later exchange finds what one missed.
-fn hash_width(replica: &dyn Replica, node: u32, salt: u32) -> u8 {
+/// Bytes of key hash per summary in a listing of `node`: full hashes unless versions tell keys apart;
+/// otherwise as few as keep a shared short hash rare for the entries the node is expected to hold
+/// (2 bytes up to 4 entries, 3 up to 64, else 4).
+fn hash_width(replica: &dyn Replica, node: u32) -> u8 {
     let view = replica.tree();
     let level = view.shape().level(node).unwrap_or(0);
     let expected = view.count().checked_shr(4 * u32::from(level)).unwrap_or(0);
-    let base = match expected {
+    match expected {
+        _ if !replica.versions_unique() => 8,
         0..=4 => 2,
         5..=LIST_WHOLE_MAX => 3,
         _ => 4,
-    };
-    if replica.versions_unique() {
-        base
-    } else {
-        let flip = salt.rotate_right(node % 32) & 1;
-        base.saturating_add(2).saturating_add(flip as u8)
     }
 }
 
@@ -84,11 +73,12 @@ fn hash_width(replica: &dyn Replica, node: u32, salt: u32) -> u8 {
 fn write_group(
     replica: &dyn Replica,
     enc: &mut Encoder<'_>,
-    (node, whole, width): (u32, bool, u8),
+    (node, whole): (u32, bool),
     from: u64,
     (lo, hi): (u64, u64),
 ) -> Option<u64> {
     let level = replica.tree().shape().level(node).unwrap_or(0);
+    let width = hash_width(replica, node);
     // The head goes in front once the summaries say whether the group is whole.
     let at = enc.len();
     if !enc.reserve(LISTING_HEAD_MAX) {
