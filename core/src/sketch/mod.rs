@@ -24,6 +24,10 @@
 //! Positions are keyed key hashes ([`DigestKey`](crate::DigestKey)): an outsider cannot choose keys
 //! whose terms cancel or collide.
 //!
+//! Decoding runs on the stack: about 90 KB at the largest capacity (tables of multiples of the
+//! locator's coefficients make root finding some twenty times faster). Servers have it; a
+//! microcontroller that turns the feature on needs a stack that large where it handles datagrams.
+//!
 //! ```
 //! use tidings::sketch::{decode, syndromes_for, Difference, Sketch};
 //! const N: usize = syndromes_for(4);
@@ -96,18 +100,26 @@ pub struct Difference {
     pub delta: u64,
 }
 
-/// The weight of an entry of `version`: the low 48 bits of `major` above 16 bits drawn from `minor`
-/// and `tie`. Never zero, so a key held by one side only always shows. Weights order like their
-/// versions' majors (below 2^48, as clocks in milliseconds and counters are), which is how a
-/// decoded difference tells which side is newer; versions that share a major are told apart by the
-/// low bits, and by the exchange itself when those coincide too.
+/// The weight of an entry of `version`: an order-preserving 48-bit summary of `major` above 16 bits
+/// drawn from `minor` and `tie`. Never zero, so a key held by one side only always shows. A larger
+/// major never gets a smaller summary, which is how a decoded difference tells which side is newer;
+/// majors too close to be told apart by their summaries count as equal, and then both sides ship.
 pub fn weight(version: Version) -> u64 {
     let low = version.minor.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(version.tie);
     let low = low.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 48;
-    (version.major << 16) | low | 1
+    (order48(version.major) << 16) | low | 1
 }
 
-/// The part of a weight that orders versions: the low 48 bits of the major.
+/// A 48-bit summary of a major that keeps its order: how many of its low bits were dropped (6 bits),
+/// then its 42 leading bits. Counters below 2^42 are kept exactly; a clock's `unix_us << 8 |
+/// counter` (about 2^58) to within 2^17, under a millisecond of real time. Truncating instead would
+/// wrap: the low 48 bits of such a major turn over every 2^40 microseconds, about 13 days.
+fn order48(major: u64) -> u64 {
+    let dropped = (u64::BITS.saturating_sub(major.leading_zeros())).saturating_sub(42);
+    (u64::from(dropped) << 42) | major.checked_shr(dropped).unwrap_or(0)
+}
+
+/// The part of a weight that orders versions: the summary of the major.
 pub fn weight_major(weight: u64) -> u64 {
     weight >> 16
 }

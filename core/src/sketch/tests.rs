@@ -69,6 +69,15 @@ fn weights_order_by_major_and_are_never_zero() {
     let a = weight(Version::new(7, 1, 0));
     let b = weight(Version::new(8, 0, 0));
     assert!(weight_major(a) < weight_major(b));
+    // Clock majors a second apart, on either side of the point where their low 48 bits wrap.
+    let wrap = (1u64 << 58) | ((1u64 << 48) - 1);
+    let later = wrap + (1_000_000 << 8);
+    assert!(later & 0xFFFF_FFFF_FFFF < wrap & 0xFFFF_FFFF_FFFF);
+    let (early, late) = (
+        weight(Version::new(wrap, 1, 0)),
+        weight(Version::new(later, 1, 0)),
+    );
+    assert!(weight_major(early) < weight_major(late));
     assert_ne!(weight(Version::new(7, 1, 0)), weight(Version::new(7, 2, 0)));
     assert_ne!(weight(Version::default()), 0);
 }
@@ -92,6 +101,15 @@ fn hostile_syndromes_fail_or_decode_consistently() {
 }
 
 quickcheck! {
+    /// A larger major never weighs less, over the whole range: counters, and a wall clock's
+    /// `unix_us << 8 | counter` across any boundary of its low bits.
+    fn weights_never_reverse_the_order_of_majors(a: u64, gap: u64, shift: u8) -> bool {
+        let a = a >> (shift % 64);
+        let b = a.saturating_add(gap >> (shift % 64));
+        let (wa, wb) = (weight(Version::new(a, 1, 0)), weight(Version::new(b, 2, 0)));
+        weight_major(wa) <= weight_major(wb)
+    }
+
     /// Two replicas whose difference fits the capacity: their sketches' XOR names it exactly.
     fn within_capacity_the_difference_decodes(shared: Vec<(u64, u64)>, a: Vec<(u64, u64)>, b: Vec<(u64, u64)>, seed: u64) -> TestResult {
         let cap = 12;
