@@ -336,6 +336,9 @@ fn main() {
                 println!("  total bytes      {:>10}", r.total_bytes);
                 println!("  round trips      {:>10}", r.round_trips);
                 println!("  seconds          {:>10.3}", r.secs);
+                if rate > 0 {
+                    println!("  paced floor secs {:>10.3}", r.paced_floor_secs);
+                }
                 println!("  datagrams        {:>10}", r.datagrams);
                 println!("  largest datagram {:>10}", r.max_datagram);
                 println!("  converged        {:>10}", r.converged);

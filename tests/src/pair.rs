@@ -63,6 +63,8 @@ pub struct Traffic {
     pub datagrams: u64,
     /// Bytes sent.
     pub bytes: u64,
+    /// Bytes sent by each side.
+    pub bytes_by_side: [u64; 2],
     /// Bytes of every datagram that carried no entry: the cost of finding the differences.
     pub identify_bytes: u64,
     /// Bytes of the entries themselves (without datagram headers).
@@ -188,6 +190,7 @@ fn drain<R: Replica>(
     {
         let bytes = buf[..tx.len].to_vec();
         record(t, &bytes, tx.kind, max);
+        t.bytes_by_side[from] += bytes.len() as u64;
         net.send(now, from, 1 - from, bytes, peer.depth + 1);
     }
 }

@@ -57,6 +57,9 @@ pub struct Report {
     pub dropped: u64,
     /// Virtual time from the first datagram until both sides are equal (1 ms each way).
     pub secs: f64,
+    /// When paced: the busiest side's bytes at the rate plus one link latency, a time no schedule can
+    /// beat (0 unpaced). `secs` over this is how close the exchange comes to the link's limit.
+    pub paced_floor_secs: f64,
     /// Datagrams sent.
     pub datagrams: u64,
     /// Largest datagram.
@@ -170,6 +173,15 @@ pub fn run(p: Params) -> Report {
         exchanges: t.rounds,
         dropped: t.dropped,
         secs: end.saturating_since(now).as_millis() as f64 / 1000.0,
+        paced_floor_secs: match p.rate {
+            0 => 0.0,
+            rate => {
+                let busiest = t.bytes_by_side[0].max(t.bytes_by_side[1]);
+                let floor =
+                    busiest as f64 / f64::from(rate) + link.latency.as_millis() as f64 / 1e3;
+                (floor * 1e4).round() / 1e4
+            }
+        },
         datagrams: t.datagrams,
         max_datagram: t.max_datagram,
         converged,

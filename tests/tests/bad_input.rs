@@ -94,6 +94,7 @@ fn each_kind_of_bad_datagram_gets_its_reason() {
     // A listing that names a node our tree does not have.
     let mut e = Encoder::new(&mut buf, &header, Kind::Listing).unwrap();
     e.push(&TreeId::DATA);
+    e.push_raw(&0u32.to_le_bytes());
     wire::push_group_head(
         &mut e,
         &GroupHead {
@@ -103,7 +104,12 @@ fn each_kind_of_bad_datagram_gets_its_reason() {
         },
         8,
     );
-    wire::push_summary(&mut e, 0, 8, &Version::new(1, 1, 0));
+    let summary = wire::Summary {
+        short: 0,
+        check: None,
+        version: Version::new(1, 1, 0),
+    };
+    wire::push_summary(&mut e, 8, &summary);
     let n = e.finish();
     assert_eq!(
         receive(&mut engine, &mut m, &mut rejects, &buf[..n]).as_deref(),

@@ -394,8 +394,9 @@ impl<const TASKS: usize> Engine<TASKS> {
             Message::Digests { tree, salt, items } => {
                 handled.described = self.digests(from, tree, salt, items, replica)?;
             }
-            Message::Listing { tree, groups } => {
-                (handled.described, handled.behind) = self.listing(from, tree, groups, replica)?;
+            Message::Listing { tree, salt, groups } => {
+                (handled.described, handled.behind) =
+                    self.listing(from, (tree, salt), groups, replica)?;
             }
             Message::Fetch { tree, groups } => self.fetch(from, tree, groups, replica)?,
             #[cfg(feature = "sketch")]
@@ -489,7 +490,7 @@ impl<const TASKS: usize> Engine<TASKS> {
     fn listing(
         &mut self,
         from: SocketAddr,
-        tree: TreeId,
+        (tree, salt): (TreeId, u32),
         groups: Listing<'_>,
         replica: &dyn Replica,
     ) -> Result<(bool, bool), SyncError> {
@@ -513,7 +514,7 @@ impl<const TASKS: usize> Engine<TASKS> {
         }
         let mut plan = Plan::new(from, tree);
         for (head, summaries) in groups.into_iter() {
-            if !plan.compare(self, replica, &head, summaries) {
+            if !plan.compare(self, replica, (&head, salt), summaries) {
                 break;
             }
         }
@@ -606,7 +607,7 @@ impl<const TASKS: usize> Engine<TASKS> {
             return Written::Stuck;
         }
         let salt = self.salt;
-        if kind == Kind::Digests {
+        if matches!(kind, Kind::Digests | Kind::Listing) {
             self.salt = salt.wrapping_add(0x9E37_79B9);
             if !enc.push_raw(&salt.to_le_bytes()) {
                 return Written::Stuck;
@@ -791,9 +792,9 @@ fn group_range(shape: Shape, node: u32, part: Option<(Hash8, Hash8)>) -> Option<
 /// Whether short hashes ascend (equal ones allowed: they are collisions) within `lo..=hi`.
 fn sorted_within(summaries: Summaries<'_>, lo: u64, hi: u64) -> bool {
     let mut prev = lo;
-    summaries.into_iter().all(|(s, _)| {
-        let ok = prev <= s && s <= hi;
-        prev = s;
+    summaries.into_iter().all(|s| {
+        let ok = prev <= s.short && s.short <= hi;
+        prev = s.short;
         ok
     })
 }

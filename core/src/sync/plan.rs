@@ -2,7 +2,9 @@
 
 use super::replica::{OursFrom, Replica};
 use super::{group_range, Engine, Work, FETCH_BYTES, HASHES_PER_TASK};
-use crate::wire::{short_hash, GroupHead, Summaries, TreeId, BITMAP_BYTES, LISTING_HEAD_MAX};
+use crate::wire::{
+    check_byte, short_hash, GroupHead, Summaries, TreeId, BITMAP_BYTES, LISTING_HEAD_MAX,
+};
 use crate::Version;
 use core::cmp::Ordering;
 use core::net::SocketAddr;
@@ -53,13 +55,14 @@ impl Plan {
     }
 
     /// Merges the peer's summaries of one listing group with our entries of its range; false if
-    /// the queue filled up. When a short hash repeats on either side (two keys share it), versions
-    /// under equal short hashes are not compared: both entries travel, so nothing is missed.
+    /// the queue filled up. When a short hash repeats on either side (two keys share it), or the
+    /// check bytes of equal short hashes differ (two keys, one on each side), versions are not
+    /// compared: both entries travel, so nothing is missed.
     pub(super) fn compare<const T: usize>(
         &mut self,
         engine: &mut Engine<T>,
         replica: &dyn Replica,
-        head: &GroupHead,
+        (head, salt): (&GroupHead, u32),
         theirs: Summaries<'_>,
     ) -> bool {
         let shape = replica.tree().shape();
@@ -75,7 +78,7 @@ impl Plan {
             hi,
         };
         let collided =
-            repeats(&mut theirs.map(|t| t.0)) || repeats(&mut ours.clone().map(|o| short(o).0));
+            repeats(&mut theirs.map(|t| t.short)) || repeats(&mut ours.clone().map(|o| short(o).0));
         self.bits = [0; BITMAP_BYTES];
         let (mut o, mut theirs) = (ours.next().map(short), theirs.enumerate());
         let mut t = theirs.next();
@@ -84,11 +87,12 @@ impl Plan {
                 (None, None) => break,
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some((os, ..)), Some((_, (ts, _)))) => os.cmp(&ts),
+                (Some((os, ..)), Some((_, ts))) => os.cmp(&ts.short),
             };
             let (push, pull) = match (ord, o, t) {
-                (Ordering::Equal, Some((_, _, v)), Some((_, (_, tv)))) => {
-                    (collided || v > tv, collided || v < tv)
+                (Ordering::Equal, Some((_, h, v)), Some((_, ts))) => {
+                    let two = collided || ts.check.is_some_and(|c| c != check_byte(h, salt));
+                    (two || v > ts.version, two || v < ts.version)
                 }
                 _ => (ord == Ordering::Less, ord == Ordering::Greater),
             };

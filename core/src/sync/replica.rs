@@ -29,8 +29,9 @@ pub trait Replica {
     where
         Self: Sized;
     /// Whether no two entries ever share a version, as in key-value data where a version names one
-    /// write. Listings of such a table carry 3- or 4-byte key hashes instead of 8: a rare shared
-    /// short hash is then resolved by the next exchange, because the versions tell the keys apart.
+    /// write. Listings of other tables carry a check byte beside each short key hash: there, two
+    /// keys that share a short hash may also share a version, and only the check byte (salted anew
+    /// in every message) tells them apart.
     fn versions_unique(&self) -> bool {
         false
     }

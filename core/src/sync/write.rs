@@ -4,8 +4,8 @@ use super::nodes::NodeSet;
 use super::replica::{Encoded, OursFrom, Replica};
 use super::{SyncStats, HASHES_PER_TASK, LIST_WHOLE_MAX};
 use crate::wire::{
-    push_summary, short_hash, write_group_head, DigestItem, Encoder, GroupHead, LISTING_HEAD_MAX,
-    MAX_GROUP,
+    check_byte, push_summary, short_hash, write_group_head, DigestItem, Encoder, GroupHead,
+    Summary, CHECKED, LISTING_HEAD_MAX, MAX_GROUP,
 };
 use crate::Instant;
 use heapless::Vec;
@@ -31,7 +31,7 @@ pub(super) fn write_describe(
             let from = (*cursor).max(lo);
             // A group that would be split waits for the next datagram, unless it is the first.
             let whole = from == lo && enc.len() > start;
-            match write_group(replica, enc, (node, whole), from, (lo, hi)) {
+            match write_group(replica, enc, (node, whole, salt), from, (lo, hi)) {
                 Some(next) => {
                     *cursor = next;
                     return false;
@@ -52,19 +52,20 @@ pub(super) fn write_describe(
     true
 }
 
-/// Bytes of key hash per summary in a listing of `node`: full hashes unless versions tell keys apart;
-/// otherwise as few as keep a shared short hash rare for the entries the node is expected to hold
-/// (2 bytes up to 4 entries, 3 up to 64, else 4).
-fn hash_width(replica: &dyn Replica, node: u32) -> u8 {
+/// Bytes of key hash per summary in a listing of `node`, as few as keep a shared short hash rare for
+/// the entries the node is expected to hold (2 bytes up to 4 entries, 3 up to 64, else 4), and
+/// whether summaries carry a check byte: where versions do not tell keys apart, a shared short hash
+/// would otherwise hide a difference for good.
+fn hash_width(replica: &dyn Replica, node: u32) -> (u8, bool) {
     let view = replica.tree();
     let level = view.shape().level(node).unwrap_or(0);
     let expected = view.count().checked_shr(4 * u32::from(level)).unwrap_or(0);
-    match expected {
-        _ if !replica.versions_unique() => 8,
+    let width = match expected {
         0..=4 => 2,
         5..=LIST_WHOLE_MAX => 3,
         _ => 4,
-    }
+    };
+    (width, !replica.versions_unique())
 }
 
 /// Lists the entries of `node` (range `lo..=hi`) from key hash `from` on. Returns the hash to resume
@@ -73,12 +74,12 @@ fn hash_width(replica: &dyn Replica, node: u32) -> u8 {
 fn write_group(
     replica: &dyn Replica,
     enc: &mut Encoder<'_>,
-    (node, whole): (u32, bool),
+    (node, whole, salt): (u32, bool, u32),
     from: u64,
     (lo, hi): (u64, u64),
 ) -> Option<u64> {
     let level = replica.tree().shape().level(node).unwrap_or(0);
-    let width = hash_width(replica, node);
+    let (width, checked) = hash_width(replica, node);
     // The head goes in front once the summaries say whether the group is whole.
     let at = enc.len();
     if !enc.reserve(LISTING_HEAD_MAX) {
@@ -92,9 +93,12 @@ fn write_group(
     };
     let mut next = ours.next();
     while let Some((hash, version)) = next {
-        if usize::from(count) >= MAX_GROUP
-            || !push_summary(enc, short_hash(hash, level, width), width, &version)
-        {
+        let summary = Summary {
+            short: short_hash(hash, level, width),
+            check: checked.then(|| check_byte(hash, salt)),
+            version,
+        };
+        if usize::from(count) >= MAX_GROUP || !push_summary(enc, width, &summary) {
             break;
         }
         count = count.saturating_add(1);
@@ -117,7 +121,8 @@ fn write_group(
         count,
     };
     let mut buf = [0u8; LISTING_HEAD_MAX];
-    let n = write_group_head(&head, width, &mut buf).unwrap_or(0);
+    let flag = if checked { CHECKED } else { 0 };
+    let n = write_group_head(&head, width | flag, &mut buf).unwrap_or(0);
     enc.fill(at, LISTING_HEAD_MAX, buf.get(..n).unwrap_or(&[]));
     match (complete, last) {
         (true, _) => None,

@@ -10,7 +10,7 @@
 //! The lister walks the same range in the same order to find them, with no per-peer state.
 
 use super::run::{Part, Run};
-use super::{Encoder, Hash8};
+use super::{fingerprint, Encoder, Hash8};
 use crate::tree::BITS;
 use crate::Version;
 
@@ -23,7 +23,8 @@ pub const BITMAP_BYTES: usize = MAX_GROUP.div_ceil(8);
 /// The start of one listing or fetch group: the sender's entries in `node`, or in `part` of it.
 ///
 /// In a listing it is followed by the width byte (bytes of key hash per summary, 1 to 8, after the
-/// bits the node's level fixes) and `count` summaries. In a fetch it repeats the listing group's
+/// bits the node's level fixes, plus [`CHECKED`] when each summary carries a check byte) and `count`
+/// summaries. In a fetch it repeats the listing group's
 /// head, followed by a bitmap of `count.div_ceil(8)` bytes, bit `i` (least significant first)
 /// asking for the `i`-th summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,25 +113,58 @@ pub fn short_hash(hash: u64, level: u8, width: u8) -> u64 {
     hash.wrapping_shl(shift).wrapping_shr(rest)
 }
 
-/// Appends one summary, whole or not at all.
-pub fn push_summary(enc: &mut Encoder<'_>, short: u64, width: u8, version: &Version) -> bool {
+/// The width byte's flag for checked groups: every summary carries a check byte after its short hash.
+pub const CHECKED: u8 = 0x80;
+
+/// The check byte of a whole key hash under a listing's salt.
+pub fn check_byte(hash: u64, salt: u32) -> u8 {
+    fingerprint(hash, salt)[0]
+}
+
+/// One summary of a listing group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The short key hash ([`short_hash`]).
+    pub short: u64,
+    /// In a checked group, the [`check_byte`] of the whole key hash.
+    pub check: Option<u8>,
+    /// The entry's version.
+    pub version: Version,
+}
+
+/// Appends one summary of a group of `width` bytes of key hash, whole or not at all.
+pub fn push_summary(enc: &mut Encoder<'_>, width: u8, summary: &Summary) -> bool {
     let w = usize::from(width.clamp(1, 8));
-    let (at, bytes) = (enc.len(), short.to_be_bytes());
-    let ok =
-        enc.push_raw(bytes.get(8usize.saturating_sub(w)..).unwrap_or(&bytes)) && enc.push(version);
+    let (at, bytes) = (enc.len(), summary.short.to_be_bytes());
+    let ok = enc.push_raw(bytes.get(8usize.saturating_sub(w)..).unwrap_or(&bytes))
+        && summary.check.is_none_or(|c| enc.push_raw(&[c]))
+        && enc.push(&summary.version);
     if !ok {
         enc.truncate(at);
     }
     ok
 }
 
-fn take_summary(bytes: &[u8], width: u8) -> Option<((u64, Version), &[u8])> {
+fn take_summary(bytes: &[u8], width: u8, checked: bool) -> Option<(Summary, &[u8])> {
     let w = usize::from(width);
-    let (short, rest) = (bytes.get(..w)?, bytes.get(w..)?);
+    let (short, mut rest) = (bytes.get(..w)?, bytes.get(w..)?);
+    let mut check = None;
+    if checked {
+        let (&c, after) = rest.split_first()?;
+        (check, rest) = (Some(c), after);
+    }
     let (version, rest) = postcard::take_from_bytes::<Version>(rest).ok()?;
     let mut b = [0u8; 8];
     b.get_mut(8usize.checked_sub(w)?..)?.copy_from_slice(short);
-    Some(((u64::from_be_bytes(b), version), rest))
+    let short = u64::from_be_bytes(b);
+    Some((
+        Summary {
+            short,
+            check,
+            version,
+        },
+        rest,
+    ))
 }
 
 /// A listing group: a [`GroupHead`], the width byte, and the group's summaries.
@@ -142,18 +176,20 @@ impl Part for ListingGroup {
     const NAME: &'static str = "Listing";
     fn take(bytes: &[u8]) -> Option<((GroupHead, Summaries<'_>), &[u8])> {
         let (head, after) = take_head(bytes)?;
-        let (&width, after) = after.split_first()?;
+        let (&byte, after) = after.split_first()?;
+        let (width, checked) = (byte & !CHECKED, byte & CHECKED != 0);
         if !(1..=8).contains(&width) {
             return None;
         }
         let mut rest = after;
         for _ in 0..head.count {
-            rest = take_summary(rest, width)?.1;
+            rest = take_summary(rest, width, checked)?.1;
         }
         let used = after.len().saturating_sub(rest.len());
         let summaries = Summaries {
             bytes: after.get(..used)?,
             width,
+            checked,
         };
         Some(((head, summaries), rest))
     }
@@ -162,11 +198,12 @@ impl Part for ListingGroup {
 /// A validated listing: groups, each a [`GroupHead`] followed by its summaries.
 pub type Listing<'a> = Run<'a, ListingGroup>;
 
-/// The summaries of one listing group: (short key hash, version), in the sender's key-hash order.
+/// The summaries of one listing group, in the sender's key-hash order.
 #[derive(Clone, Copy, Debug)]
 pub struct Summaries<'a> {
     bytes: &'a [u8],
     width: u8,
+    checked: bool,
 }
 
 impl Summaries<'_> {
@@ -177,9 +214,9 @@ impl Summaries<'_> {
 }
 
 impl Iterator for Summaries<'_> {
-    type Item = (u64, Version);
-    fn next(&mut self) -> Option<(u64, Version)> {
-        let (s, rest) = take_summary(self.bytes, self.width)?;
+    type Item = Summary;
+    fn next(&mut self) -> Option<Summary> {
+        let (s, rest) = take_summary(self.bytes, self.width, self.checked)?;
         self.bytes = rest;
         Some(s)
     }

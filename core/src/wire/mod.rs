@@ -27,8 +27,9 @@ mod words;
 pub use digests::{fingerprint, DigestItem, DigestItems, Fp, DIGEST_ITEM_MAX};
 pub use frame::{message_limit, nonce_room, open, seal, Nonce, Transmit, ENCRYPTED, NONCE_LEN};
 pub use listing::{
-    push_group_head, push_summary, short_hash, write_group_head, FetchGroup, Fetches, GroupHead,
-    Listing, ListingGroup, Summaries, BITMAP_BYTES, LISTING_HEAD_MAX, MAX_GROUP,
+    check_byte, push_group_head, push_summary, short_hash, write_group_head, FetchGroup, Fetches,
+    GroupHead, Listing, ListingGroup, Summaries, Summary, BITMAP_BYTES, CHECKED, LISTING_HEAD_MAX,
+    MAX_GROUP,
 };
 pub use rejects::Rejects;
 pub use run::{Part, Run, RunIter};
@@ -38,8 +39,9 @@ pub use words::Words;
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"td";
 /// The protocol version this build speaks. 3: salted 4-byte child fingerprints, listings of short
-/// key hashes, fetches by position. 4: a root says whether its sender decodes sketches.
-pub const PROTOCOL: u8 = 4;
+/// key hashes, fetches by position. 4: a root says whether its sender decodes sketches. 5: listings
+/// carry a salt, and groups of tables whose versions do not tell keys apart a check byte per summary.
+pub const PROTOCOL: u8 = 5;
 /// Most key hashes one want may name.
 pub const MAX_WANTED: usize = 128;
 /// Default maximum datagram: fits a 1,280-byte IPv6 minimum MTU with room for IP and UDP headers.
@@ -250,6 +252,8 @@ pub enum Message<'a> {
     Listing {
         /// The table.
         tree: TreeId,
+        /// The salt of the check bytes in the message.
+        salt: u32,
         /// The groups.
         groups: Listing<'a>,
     },
@@ -433,8 +437,10 @@ pub fn decode_message(rest: &[u8]) -> Result<Message<'_>, WireError> {
         }
         Kind::Listing => {
             let (tree, rest) = postcard::take_from_bytes::<TreeId>(body).map_err(malformed)?;
+            let (salt, rest) = rest.split_first_chunk::<4>().ok_or(WireError::Malformed)?;
             Message::Listing {
                 tree,
+                salt: u32::from_le_bytes(*salt),
                 groups: Listing::validate(rest)?,
             }
         }
@@ -601,7 +607,9 @@ pub fn encode(header: &Header, msg: &Message<'_>, buf: &mut [u8]) -> Result<usiz
         Message::Digests { tree, salt, items } => {
             e.push(tree) && e.push_raw(&salt.to_le_bytes()) && e.push_raw(items.as_bytes())
         }
-        Message::Listing { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
+        Message::Listing { tree, salt, groups } => {
+            e.push(tree) && e.push_raw(&salt.to_le_bytes()) && e.push_raw(groups.as_bytes())
+        }
         Message::Fetch { tree, groups } => e.push(tree) && e.push_raw(groups.as_bytes()),
         Message::Entries { tree, bytes } => e.push(tree) && e.push_raw(bytes),
         #[cfg(feature = "sketch")]
@@ -668,18 +676,22 @@ mod tests {
             let mut buf = [0u8; DEFAULT_MAX_DATAGRAM];
             let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
             e.push(&TreeId::DATA);
+            e.push_raw(&7u32.to_le_bytes());
             let count = seed.len().min(20) as u8;
-            push_group_head(
-                &mut e,
-                &GroupHead {
-                    node: 3,
-                    part: None,
-                    count,
-                },
-                3,
-            );
+            let checked = at % 2 == 0;
+            let head = GroupHead {
+                node: 3,
+                part: None,
+                count,
+            };
+            push_group_head(&mut e, &head, if checked { 3 | CHECKED } else { 3 });
             for (i, b) in seed.iter().take(20).enumerate() {
-                push_summary(&mut e, u64::from(*b), 3, &Version::new(i as u64, 1, 0));
+                let summary = Summary {
+                    short: u64::from(*b),
+                    check: checked.then_some(*b ^ 0x5A),
+                    version: Version::new(i as u64, 1, 0),
+                };
+                push_summary(&mut e, 3, &summary);
             }
             let len = e.finish();
             let mut bytes = buf[..len].to_vec();
@@ -833,6 +845,7 @@ mod tests {
         let mut buf = [0u8; 256];
         let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
         e.push(&TreeId::DATA);
+        e.push_raw(&0u32.to_le_bytes());
         push_group_head(
             &mut e,
             &GroupHead {
@@ -844,5 +857,78 @@ mod tests {
         );
         let len = e.finish();
         assert_eq!(decode(&buf[..len], C, 1200), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn checked_listings_carry_their_salt_and_check_bytes() {
+        fn prop(salt: u32, hashes: std::vec::Vec<u64>, checked: bool) -> bool {
+            let mut sent: std::vec::Vec<Summary> = hashes
+                .iter()
+                .take(40)
+                .enumerate()
+                .map(|(i, &h)| Summary {
+                    short: short_hash(h, 1, 3),
+                    check: checked.then(|| check_byte(h, salt)),
+                    version: Version::new(i as u64, h, 0),
+                })
+                .collect();
+            sent.sort_by_key(|s| s.short);
+            let mut buf = [0u8; DEFAULT_MAX_DATAGRAM];
+            let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
+            e.push(&TreeId::MEMBERS);
+            e.push_raw(&salt.to_le_bytes());
+            let head = GroupHead {
+                node: 2,
+                part: None,
+                count: sent.len() as u8,
+            };
+            push_group_head(&mut e, &head, 3 | if checked { CHECKED } else { 0 });
+            assert!(sent.iter().all(|s| push_summary(&mut e, 3, s)));
+            let len = e.finish();
+            let Ok((
+                _,
+                Message::Listing {
+                    tree,
+                    salt: got,
+                    groups,
+                },
+            )) = decode(&buf[..len], C, DEFAULT_MAX_DATAGRAM)
+            else {
+                return false;
+            };
+            let mut groups = groups.into_iter();
+            let Some((h, summaries)) = groups.next() else {
+                return false;
+            };
+            tree == TreeId::MEMBERS
+                && got == salt
+                && h == head
+                && summaries.width() == 3
+                && summaries.eq(sent.iter().copied())
+                && groups.next().is_none()
+        }
+        qc().quickcheck(prop as fn(u32, std::vec::Vec<u64>, bool) -> bool);
+    }
+
+    #[test]
+    fn width_bytes_beyond_eight_or_with_unknown_flags_are_refused() {
+        for width in [0u8, 9, 0x40 | 3, CHECKED] {
+            let mut buf = [0u8; 256];
+            let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
+            e.push(&TreeId::DATA);
+            e.push_raw(&0u32.to_le_bytes());
+            let head = GroupHead {
+                node: 1,
+                part: None,
+                count: 0,
+            };
+            push_group_head(&mut e, &head, width);
+            let len = e.finish();
+            assert_eq!(
+                decode(&buf[..len], C, 1200),
+                Err(WireError::Malformed),
+                "{width:#x}"
+            );
+        }
     }
 }
