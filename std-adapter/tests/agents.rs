@@ -592,6 +592,7 @@ async fn an_agent_back_from_downtime_catches_up_a_few_keys_through_one_sketch() 
     .await;
     agents.pop().unwrap().abort();
     // Written while the second agent is down: six rewrites and four new keys.
+    let before = handles[0].metrics().await.unwrap().gossip.sent;
     for i in 0..6 {
         let key = format!("base-{i}");
         handles[0].set(key.as_bytes(), b"v2").await.unwrap();
@@ -600,6 +601,14 @@ async fn an_agent_back_from_downtime_catches_up_a_few_keys_through_one_sketch() 
         let key = format!("new-{i}");
         handles[0].set(key.as_bytes(), b"v1").await.unwrap();
     }
+    // Their rumors spend their retransmits (two each in a cluster of two) on the old address
+    // before the agent is back, so the writes can only reach it by anti-entropy: otherwise gossip
+    // would often deliver them first and there would be nothing left for a sketch to find.
+    eventually("rumors spent", Duration::from_secs(10), async || {
+        handles[0].metrics().await.unwrap().gossip.sent >= before + 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let back = Agent::start(config(
         2,
         Some(agents[0].local_addr()),

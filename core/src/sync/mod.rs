@@ -13,7 +13,9 @@
 //! 3. `Listing`: when the differing children are leaves, the receiver lists them instead: a short key
 //!    hash (the 2 to 4 bytes after the bits the node fixes) and the version of every entry, in hash
 //!    order. When every one of many small children differs (a dense divergence), they are listed whole
-//!    one level early, which skips the last level of fingerprints.
+//!    one level early, which skips the last level of fingerprints. Where versions do not tell keys
+//!    apart (member tables), each summary also carries a check byte of the whole key hash under the
+//!    message's salt, so two keys that share a short hash and a version are still told apart.
 //! 4. The listing's receiver merges it with its own entries of those nodes: entries it has newer (or
 //!    the peer lacks) are pushed at once as `Entries`; entries the peer has newer are asked for with
 //!    `Fetch`, a bitmap of positions in the listing group, answered by `Entries`. Newest wins on every
@@ -224,7 +226,7 @@ pub struct Engine<const TASKS: usize = 32> {
     pacer: Pacer,
     config: SyncConfig,
     stats: SyncStats,
-    /// The salt of the next digests message.
+    /// The salt of the next digests or listing message.
     salt: u32,
     watch: Watch,
 }
@@ -244,6 +246,14 @@ impl<const TASKS: usize> Engine<TASKS> {
             salt: 0,
             watch: Watch::default(),
         }
+    }
+
+    /// Starts the salts of this engine's digests and listings at `salt` instead of 0. A node draws it
+    /// from its seed, so that nodes walk different salt sequences and an outsider cannot tell which
+    /// salts a node will use without seeing its traffic.
+    pub fn with_salt(mut self, salt: u32) -> Self {
+        self.salt = salt;
+        self
     }
 
     /// The counters.

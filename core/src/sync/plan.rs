@@ -57,7 +57,8 @@ impl Plan {
     /// Merges the peer's summaries of one listing group with our entries of its range; false if
     /// the queue filled up. When a short hash repeats on either side (two keys share it), or the
     /// check bytes of equal short hashes differ (two keys, one on each side), versions are not
-    /// compared: both entries travel, so nothing is missed.
+    /// compared: both entries travel, so nothing is missed. So too for an unchecked group of a table
+    /// whose versions do not tell keys apart (only a faulty peer sends one).
     pub(super) fn compare<const T: usize>(
         &mut self,
         engine: &mut Engine<T>,
@@ -70,7 +71,7 @@ impl Plan {
         let Some((lo, hi)) = group_range(shape, head.node, head.part) else {
             return true;
         };
-        let width = theirs.width();
+        let (width, unique) = (theirs.width(), replica.versions_unique());
         let short = |(h, v): (u64, Version)| (short_hash(h, level, width), h, v);
         let mut ours = OursFrom {
             replica,
@@ -91,7 +92,11 @@ impl Plan {
             };
             let (push, pull) = match (ord, o, t) {
                 (Ordering::Equal, Some((_, h, v)), Some((_, ts))) => {
-                    let two = collided || ts.check.is_some_and(|c| c != check_byte(h, salt));
+                    let two = collided
+                        || match ts.check {
+                            Some(c) => c != check_byte(h, salt),
+                            None => !unique,
+                        };
                     (two || v > ts.version, two || v < ts.version)
                 }
                 _ => (ord == Ordering::Less, ord == Ordering::Greater),

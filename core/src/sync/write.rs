@@ -80,6 +80,7 @@ fn write_group(
 ) -> Option<u64> {
     let level = replica.tree().shape().level(node).unwrap_or(0);
     let (width, checked) = hash_width(replica, node);
+    let flagged = if checked { width | CHECKED } else { width };
     // The head goes in front once the summaries say whether the group is whole.
     let at = enc.len();
     if !enc.reserve(LISTING_HEAD_MAX) {
@@ -98,7 +99,7 @@ fn write_group(
             check: checked.then(|| check_byte(hash, salt)),
             version,
         };
-        if usize::from(count) >= MAX_GROUP || !push_summary(enc, width, &summary) {
+        if usize::from(count) >= MAX_GROUP || !push_summary(enc, flagged, &summary) {
             break;
         }
         count = count.saturating_add(1);
@@ -121,8 +122,7 @@ fn write_group(
         count,
     };
     let mut buf = [0u8; LISTING_HEAD_MAX];
-    let flag = if checked { CHECKED } else { 0 };
-    let n = write_group_head(&head, width | flag, &mut buf).unwrap_or(0);
+    let n = write_group_head(&head, flagged, &mut buf).unwrap_or(0);
     enc.fill(at, LISTING_HEAD_MAX, buf.get(..n).unwrap_or(&[]));
     match (complete, last) {
         (true, _) => None,

@@ -13,9 +13,13 @@ pub type Fp = [u8; 4];
 /// The fingerprint of a node digest under `salt`. Each digests message picks a new salt, so two
 /// different nodes that happen to share a fingerprint are told apart by the next exchange.
 pub fn fingerprint(digest: u64, salt: u32) -> Fp {
+    // A full 64-bit finalizer: every output bit depends on every input bit, so inputs that differ
+    // in a few bits still share a fingerprint (or a check byte) under few salts.
     let mut x = digest ^ u64::from(salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x ^= x >> 33;
     x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
     x ^= x >> 33;
     (x as u32).to_be_bytes()
 }

@@ -116,7 +116,8 @@ pub fn short_hash(hash: u64, level: u8, width: u8) -> u64 {
 /// The width byte's flag for checked groups: every summary carries a check byte after its short hash.
 pub const CHECKED: u8 = 0x80;
 
-/// The check byte of a whole key hash under a listing's salt.
+/// The check byte of a whole key hash under a listing's salt: a byte of its [`fingerprint`], so
+/// that keys whose hashes differ in a few bits still share it under about one salt in 256.
 pub fn check_byte(hash: u64, salt: u32) -> u8 {
     fingerprint(hash, salt)[0]
 }
@@ -132,12 +133,13 @@ pub struct Summary {
     pub version: Version,
 }
 
-/// Appends one summary of a group of `width` bytes of key hash, whole or not at all.
+/// Appends one summary of a group whose width byte is `width` (the bytes of key hash, and
+/// [`CHECKED`] when summaries carry a check byte: 0 if `summary` has none), whole or not at all.
 pub fn push_summary(enc: &mut Encoder<'_>, width: u8, summary: &Summary) -> bool {
-    let w = usize::from(width.clamp(1, 8));
+    let w = usize::from((width & !CHECKED).clamp(1, 8));
     let (at, bytes) = (enc.len(), summary.short.to_be_bytes());
     let ok = enc.push_raw(bytes.get(8usize.saturating_sub(w)..).unwrap_or(&bytes))
-        && summary.check.is_none_or(|c| enc.push_raw(&[c]))
+        && (width & CHECKED == 0 || enc.push_raw(&[summary.check.unwrap_or(0)]))
         && enc.push(&summary.version);
     if !ok {
         enc.truncate(at);

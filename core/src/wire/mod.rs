@@ -672,26 +672,32 @@ mod tests {
 
     #[test]
     fn decode_never_panics_on_mutated_valid_datagrams() {
-        fn prop(seed: std::vec::Vec<u8>, at: usize, byte: u8, cut: usize) -> TestResult {
+        fn prop(
+            seed: std::vec::Vec<u8>,
+            checked: bool,
+            at: usize,
+            byte: u8,
+            cut: usize,
+        ) -> TestResult {
             let mut buf = [0u8; DEFAULT_MAX_DATAGRAM];
             let mut e = Encoder::new(&mut buf, &header(), Kind::Listing).unwrap();
             e.push(&TreeId::DATA);
             e.push_raw(&7u32.to_le_bytes());
             let count = seed.len().min(20) as u8;
-            let checked = at % 2 == 0;
+            let width = if checked { 3 | CHECKED } else { 3 };
             let head = GroupHead {
                 node: 3,
                 part: None,
                 count,
             };
-            push_group_head(&mut e, &head, if checked { 3 | CHECKED } else { 3 });
+            push_group_head(&mut e, &head, width);
             for (i, b) in seed.iter().take(20).enumerate() {
                 let summary = Summary {
                     short: u64::from(*b),
                     check: checked.then_some(*b ^ 0x5A),
                     version: Version::new(i as u64, 1, 0),
                 };
-                push_summary(&mut e, 3, &summary);
+                push_summary(&mut e, width, &summary);
             }
             let len = e.finish();
             let mut bytes = buf[..len].to_vec();
@@ -701,7 +707,7 @@ mod tests {
             let _ = decode(&bytes, C, DEFAULT_MAX_DATAGRAM);
             TestResult::passed()
         }
-        qc().quickcheck(prop as fn(std::vec::Vec<u8>, usize, u8, usize) -> TestResult);
+        qc().quickcheck(prop as fn(std::vec::Vec<u8>, bool, usize, u8, usize) -> TestResult);
     }
 
     #[test]
@@ -882,8 +888,9 @@ mod tests {
                 part: None,
                 count: sent.len() as u8,
             };
-            push_group_head(&mut e, &head, 3 | if checked { CHECKED } else { 0 });
-            assert!(sent.iter().all(|s| push_summary(&mut e, 3, s)));
+            let width = if checked { 3 | CHECKED } else { 3 };
+            push_group_head(&mut e, &head, width);
+            assert!(sent.iter().all(|s| push_summary(&mut e, width, s)));
             let len = e.finish();
             let Ok((
                 _,
