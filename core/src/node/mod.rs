@@ -48,7 +48,7 @@ use crate::members::{Change, MemberError, Members, Status};
 use crate::pace::Pacer;
 use crate::rng::Rng;
 use crate::sync::{Engine, EntryError, Replica, SyncError};
-use crate::wire::{fingerprint, Probe, ProbeRequest, Rejects, TreeId, WireError};
+use crate::wire::{Probe, ProbeRequest, Rejects, TreeId, WireError};
 use crate::{Duration, Instant, NodeId};
 use core::net::SocketAddr;
 use detector::Detector;
@@ -374,7 +374,7 @@ impl<
         #[cfg(feature = "encrypt")]
         let sealed = crate::rng::mix(seed) >> 1;
         Ok(Node {
-            sync: Engine::new(config.sync).with_salt(u32::from_le_bytes(fingerprint(seed, 0))),
+            sync: Engine::new(config.sync),
             config,
             members,
             data,

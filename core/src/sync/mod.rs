@@ -248,14 +248,6 @@ impl<const TASKS: usize> Engine<TASKS> {
         }
     }
 
-    /// Starts the salts of this engine's digests and listings at `salt` instead of 0. A node draws it
-    /// from its seed, so that nodes walk different salt sequences and an outsider cannot tell which
-    /// salts a node will use without seeing its traffic.
-    pub fn with_salt(mut self, salt: u32) -> Self {
-        self.salt = salt;
-        self
-    }
-
     /// The counters.
     pub fn stats(&self) -> &SyncStats {
         &self.stats

@@ -59,6 +59,10 @@ impl Plan {
     /// check bytes of equal short hashes differ (two keys, one on each side), versions are not
     /// compared: both entries travel, so nothing is missed. So too for an unchecked group of a table
     /// whose versions do not tell keys apart (only a faulty peer sends one).
+    ///
+    /// Both sides are in short-hash order, so a repeat sits next to its twin: it is seen from the
+    /// neighbours of each equal pair, and the walk stops once the queue is full, however many of our
+    /// entries the group's range holds.
     pub(super) fn compare<const T: usize>(
         &mut self,
         engine: &mut Engine<T>,
@@ -78,11 +82,10 @@ impl Plan {
             next: Some(lo),
             hi,
         };
-        let collided =
-            repeats(&mut theirs.map(|t| t.short)) || repeats(&mut ours.clone().map(|o| short(o).0));
         self.bits = [0; BITMAP_BYTES];
-        let (mut o, mut theirs) = (ours.next().map(short), theirs.enumerate());
-        let mut t = theirs.next();
+        let mut theirs = theirs.enumerate();
+        let (mut o, mut t) = (ours.next().map(short), theirs.next());
+        let (mut our_last, mut their_last) = (None, None);
         loop {
             let ord = match (o, t) {
                 (None, None) => break,
@@ -91,8 +94,11 @@ impl Plan {
                 (Some((os, ..)), Some((_, ts))) => os.cmp(&ts.short),
             };
             let (push, pull) = match (ord, o, t) {
-                (Ordering::Equal, Some((_, h, v)), Some((_, ts))) => {
-                    let two = collided
+                (Ordering::Equal, Some((s, h, v)), Some((_, ts))) => {
+                    let two = our_last == Some(s)
+                        || their_last == Some(s)
+                        || ours.clone().next().is_some_and(|n| short(n).0 == s)
+                        || theirs.clone().next().is_some_and(|(_, n)| n.short == s)
                         || match ts.check {
                             Some(c) => c != check_byte(h, salt),
                             None => !unique,
@@ -110,9 +116,11 @@ impl Plan {
                 self.pull(engine, i);
             }
             if ord != Ordering::Greater {
+                our_last = o.map(|(s, ..)| s);
                 o = ours.next().map(short);
             }
             if ord != Ordering::Less {
+                their_last = t.map(|(_, ts)| ts.short);
                 t = theirs.next();
             }
         }
@@ -166,15 +174,4 @@ impl Plan {
             engine.enqueue(self.to, self.tree, Work::Send { hashes: self.send });
         }
     }
-}
-
-/// Whether a value repeats in an ascending sequence.
-fn repeats(sorted: &mut dyn Iterator<Item = u64>) -> bool {
-    let mut prev = None;
-    for s in sorted {
-        if prev.replace(s) == Some(s) {
-            return true;
-        }
-    }
-    false
 }

@@ -271,6 +271,8 @@ struct Crowded {
     key: DigestKey,
     /// Whether it claims [`Replica::versions_unique`].
     unique: bool,
+    /// Calls to [`Replica::first_in`]: the entries walked.
+    walked: std::cell::Cell<usize>,
 }
 
 impl Crowded {
@@ -280,6 +282,7 @@ impl Crowded {
             tree: crate::tree::Tree::new([0; tree_size(1)]).unwrap(),
             key: DigestKey::from_cluster(C),
             unique: true,
+            walked: std::cell::Cell::new(0),
         }
     }
 
@@ -314,6 +317,7 @@ impl Replica for Crowded {
         self.tree.view()
     }
     fn first_in(&self, from: u64, to: u64) -> Option<(u64, Version)> {
+        self.walked.set(self.walked.get() + 1);
         self.entries.range(from..=to).next().map(|(&h, &v)| (h, v))
     }
     fn encode_entry(&self, _: Instant, hash: u64, enc: &mut Encoder<'_>) -> Encoded {
@@ -477,4 +481,33 @@ fn keys_that_share_a_short_hash_and_a_version_are_told_apart_by_check_bytes() {
     quickcheck::QuickCheck::new().tests(300).quickcheck(
         prop as fn(Vec<(Option<u8>, Option<u8>, bool, bool)>) -> quickcheck::TestResult,
     );
+}
+
+#[test]
+fn a_listing_of_the_whole_root_walks_no_further_than_the_queue_takes() {
+    // A peer lists our root with no summaries: every entry of ours is newer, and the walk stops
+    // when the queue is full, not at the end of a table of 20,000 entries.
+    let mut ours = Crowded::new();
+    for i in 0..20_000u64 {
+        ours.set(i.wrapping_mul(0x9E37_79B9_7F4A_7C15), Version::new(1, i, 0));
+    }
+    let mut buf = [0u8; 64];
+    let mut enc = Encoder::new(&mut buf, &Header::new(C, NodeId(2)), Kind::Listing).unwrap();
+    enc.push(&TreeId::DATA);
+    enc.push_raw(&0u32.to_le_bytes());
+    let head = GroupHead {
+        node: 0,
+        part: None,
+        count: 0,
+    };
+    crate::wire::push_group_head(&mut enc, &head, 8);
+    let n = enc.finish();
+    let (_, listing) = decode(&buf[..n], C, DEFAULT_MAX_DATAGRAM).unwrap();
+    let mut e: Engine = Engine::new(SyncConfig::default());
+    e.handle(Instant::ZERO, addr(2), &listing, &mut ours)
+        .unwrap();
+    // The queue's 32 tasks and the batch being filled, and a look past the last.
+    let queued = (32 + 1) * HASHES_PER_TASK;
+    assert!(ours.walked.get() <= queued + 2, "{}", ours.walked.get());
+    assert!(e.stats().dropped > 0, "the refusal is counted");
 }
