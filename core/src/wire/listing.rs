@@ -24,9 +24,8 @@ pub const BITMAP_BYTES: usize = MAX_GROUP.div_ceil(8);
 ///
 /// In a listing it is followed by the width byte (bytes of key hash per summary, 1 to 8, after the
 /// bits the node's level fixes, plus [`CHECKED`] when each summary carries a check byte) and `count`
-/// summaries. In a fetch it repeats the listing group's
-/// head, followed by a bitmap of `count.div_ceil(8)` bytes, bit `i` (least significant first)
-/// asking for the `i`-th summary.
+/// summaries. In a fetch it repeats the listing group's head, followed by a bitmap of
+/// `count.div_ceil(8)` bytes, bit `i` (least significant first) asking for the `i`-th summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct GroupHead {
@@ -117,7 +116,8 @@ pub fn short_hash(hash: u64, level: u8, width: u8) -> u64 {
 pub const CHECKED: u8 = 0x80;
 
 /// The check byte of a whole key hash under a listing's salt: a byte of its [`fingerprint`], so
-/// that keys whose hashes differ in a few bits still share it under about one salt in 256.
+/// that two keys share it under only about one salt in 256, even when their hashes differ in a few
+/// bits.
 pub fn check_byte(hash: u64, salt: u32) -> u8 {
     fingerprint(hash, salt)[0]
 }
